@@ -1,0 +1,207 @@
+//! Bearer tokens: taking one from a request, fingerprinting it, and reading its unverified claims.
+//!
+//! Graph access tokens can only be verified by Graph, so nothing here trusts a claim: the `tid`
+//! only chooses a cache partition (Graph checks the token on every upstream call) and `exp` only
+//! shortens how long a validation is remembered.
+
+use std::fmt;
+
+use actix_web::http::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use base64::Engine as _;
+use serde::Deserialize;
+
+/// The caller's `Authorization` header, kept byte for byte so it reaches Graph unchanged.
+/// `Debug` never prints it and the header value is marked sensitive.
+#[derive(Clone)]
+pub struct BearerToken {
+    header: HeaderValue,
+}
+
+impl BearerToken {
+    /// `Authorization: Bearer <token>` with a non-empty token, scheme in any letter case.
+    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
+        let value = headers.get(AUTHORIZATION)?;
+        let text = value.to_str().ok()?;
+        let (scheme, token) = text.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return None;
+        }
+        let mut header = value.clone();
+        header.set_sensitive(true);
+        Some(BearerToken { header })
+    }
+
+    /// The token itself, without the scheme.
+    pub fn token(&self) -> &str {
+        // Checked in `from_headers`: the value is visible ASCII with a space after the scheme.
+        let text = self.header.to_str().unwrap_or_default();
+        text.split_once(' ').map_or("", |(_, t)| t.trim())
+    }
+
+    /// The `Authorization` header exactly as the caller sent it.
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.header
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerToken(<redacted>)")
+    }
+}
+
+/// A keyed BLAKE3 hash of a token: the only form in which a token is remembered.
+/// The key is random per process, so fingerprints mean nothing outside it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    pub fn to_hex(self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({}…)", &self.to_hex()[..8])
+    }
+}
+
+/// Computes [`Fingerprint`]s with a per-process random key.
+#[derive(Clone)]
+pub struct Fingerprinter {
+    key: [u8; 32],
+}
+
+impl Fingerprinter {
+    pub fn random() -> Self {
+        Fingerprinter {
+            key: rand::random(),
+        }
+    }
+
+    pub fn fingerprint(&self, token: &str) -> Fingerprint {
+        Fingerprint(*blake3::keyed_hash(&self.key, token.as_bytes()).as_bytes())
+    }
+}
+
+/// The claims the gateway reads from a JWT access token, none of them verified.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Claims {
+    /// Tenant id.
+    pub tid: Option<String>,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: Option<f64>,
+}
+
+impl Claims {
+    /// The claims of a compact JWS (`header.payload.signature`), or `None` for an opaque token.
+    pub fn unverified(token: &str) -> Option<Claims> {
+        let mut parts = token.split('.');
+        let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .ok()?;
+        serde_json::from_slice(&json).ok()
+    }
+
+    /// The `tid` claim if it looks like a tenant id (a GUID or a short domain-like name).
+    pub fn tenant(&self) -> Option<&str> {
+        self.tid.as_deref().filter(|tid| is_plausible_tenant(tid))
+    }
+
+    /// `exp` as whole seconds since the epoch, if present and sane.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.exp
+            .filter(|e| e.is_finite() && *e >= 0.0)
+            .map(|e| e as u64)
+    }
+}
+
+fn is_plausible_tenant(tid: &str) -> bool {
+    (1..=64).contains(&tid.len())
+        && tid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::HeaderName;
+
+    fn headers(auth: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            HeaderName::from_static("authorization"),
+            HeaderValue::from_str(auth).unwrap(),
+        );
+        h
+    }
+
+    fn jwt(payload: &str) -> String {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!(
+            "{}.{}.sig",
+            b64.encode(r#"{"alg":"RS256"}"#),
+            b64.encode(payload)
+        )
+    }
+
+    #[test]
+    fn bearer_token_is_taken_in_any_scheme_case() {
+        let t = BearerToken::from_headers(&headers("bearer abc.def")).unwrap();
+        assert_eq!(t.token(), "abc.def");
+        assert_eq!(t.header_value().to_str().unwrap(), "bearer abc.def");
+    }
+
+    #[test]
+    fn missing_empty_or_other_scheme_is_no_token() {
+        assert!(BearerToken::from_headers(&HeaderMap::new()).is_none());
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Bearer    ",
+            "Basic dXNlcjpwYXNz",
+            "Bearerabc",
+        ] {
+            assert!(
+                BearerToken::from_headers(&headers(bad)).is_none(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let t = BearerToken::from_headers(&headers("Bearer s3cr3t-token")).unwrap();
+        assert!(!format!("{t:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn fingerprints_are_keyed() {
+        let (a, b) = (Fingerprinter::random(), Fingerprinter::random());
+        assert_eq!(a.fingerprint("t"), a.fingerprint("t"));
+        assert_ne!(a.fingerprint("t"), a.fingerprint("u"));
+        assert_ne!(a.fingerprint("t"), b.fingerprint("t"));
+    }
+
+    #[test]
+    fn reads_tid_and_exp_of_a_jwt() {
+        let claims = Claims::unverified(&jwt(r#"{"tid":"contoso-1","exp":1700000000.5}"#)).unwrap();
+        assert_eq!(claims.tenant(), Some("contoso-1"));
+        assert_eq!(claims.expires_at(), Some(1_700_000_000));
+    }
+
+    #[test]
+    fn opaque_or_odd_tokens_have_no_claims_or_tenant() {
+        assert_eq!(Claims::unverified("opaque-token"), None);
+        assert_eq!(Claims::unverified("a.b.c.d"), None);
+        assert_eq!(Claims::unverified("a.!!!.c"), None);
+        let odd = Claims::unverified(&jwt(r#"{"tid":"a/b"}"#)).unwrap();
+        assert_eq!(odd.tenant(), None);
+    }
+}

@@ -1,0 +1,3 @@
+pub mod auth;
+pub mod report;
+pub mod simulator;

@@ -1,0 +1,76 @@
+use std::{fmt, str::FromStr};
+
+use serde::Serialize;
+
+/// The four report periods Graph offers for this report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+pub enum Period {
+    D7,
+    D30,
+    D90,
+    D180,
+}
+
+/// The period was not one of `D7`, `D30`, `D90`, `D180` (in any letter case).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("period must be one of D7, D30, D90, D180")]
+pub struct InvalidPeriod;
+
+impl Period {
+    pub const ALL: [Period; 4] = [Period::D7, Period::D30, Period::D90, Period::D180];
+
+    /// The canonical spelling Graph uses, e.g. `D7`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Period::D7 => "D7",
+            Period::D30 => "D30",
+            Period::D90 => "D90",
+            Period::D180 => "D180",
+        }
+    }
+
+    /// How many days (and so how many rows) the period covers.
+    pub const fn days(self) -> u32 {
+        match self {
+            Period::D7 => 7,
+            Period::D30 => 30,
+            Period::D90 => 90,
+            Period::D180 => 180,
+        }
+    }
+}
+
+impl FromStr for Period {
+    type Err = InvalidPeriod;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Period::ALL
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(s))
+            .ok_or(InvalidPeriod)
+    }
+}
+
+impl fmt::Display for Period {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_any_letter_case() {
+        assert_eq!("d30".parse(), Ok(Period::D30));
+        assert_eq!("D180".parse(), Ok(Period::D180));
+    }
+
+    #[test]
+    fn rejects_other_values() {
+        for bad in ["", "D1", "7", "D7 ", "d07", "D365"] {
+            assert_eq!(bad.parse::<Period>(), Err(InvalidPeriod), "{bad:?}");
+        }
+    }
+}
