@@ -1,3 +1,12 @@
 pub mod auth;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod graph;
+pub mod metrics;
 pub mod report;
+pub mod routes;
+pub mod service;
 pub mod simulator;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,248 @@
+//! The two moka caches and their freshness rules.
+//!
+//! - tokens: `Fingerprint -> tenant`, remembered only after Graph accepted the token, and never
+//!   past the token's `exp` (or `fresh-ttl` for an opaque token).
+//! - reports: `(tenant, period) -> ReportEntry`, bounded in bytes by a weigher, kept for
+//!   `stale-ttl` so a stale copy can outlive its fresh window. Freshness is tracked in the
+//!   entry itself (`validated_at`), since moka hides entries once they expire.
+
+use std::{
+    mem::size_of,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use actix_web::http::header::HeaderValue;
+use bytes::Bytes;
+use moka::{Expiry, future::Cache, policy::EvictionPolicy};
+
+use crate::{
+    auth::Fingerprint,
+    report::{Period, Report, ReportRow},
+};
+
+/// How a report answer was produced, in nginx's `X-Cache-Status` vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    Hit,
+    Miss,
+    Revalidated,
+    Stale,
+}
+
+impl CacheStatus {
+    pub const ALL: [CacheStatus; 4] = [
+        CacheStatus::Hit,
+        CacheStatus::Miss,
+        CacheStatus::Revalidated,
+        CacheStatus::Stale,
+    ];
+
+    pub fn header_value(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Revalidated => "REVALIDATED",
+            CacheStatus::Stale => "STALE",
+        }
+    }
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Revalidated => "revalidated",
+            CacheStatus::Stale => "stale",
+        }
+    }
+}
+
+/// A token Graph has accepted.
+#[derive(Debug, Clone)]
+pub struct TokenEntry {
+    /// The cache partition of the token: its `tid`, or its fingerprint for an opaque token.
+    pub tenant: Arc<str>,
+    /// The token's `exp`, seconds since the epoch.
+    pub expires_at: Option<u64>,
+}
+
+impl TokenEntry {
+    pub fn is_expired(&self) -> bool {
+        self.expires_at.is_some_and(|exp| exp <= unix_now())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReportKey {
+    pub tenant: Arc<str>,
+    pub period: Period,
+}
+
+/// One tenant's report for one period, as Graph last confirmed it.
+#[derive(Debug)]
+pub struct ReportEntry {
+    /// The ETag Graph gave this report: the entry's identity when revalidating.
+    pub graph_etag: Option<Box<str>>,
+    pub report: Arc<Report>,
+    /// The JSON answer, serialized once and shared by every hit.
+    pub body: Bytes,
+    /// Our strong ETag, a hash of `body`.
+    pub etag: HeaderValue,
+    /// When Graph last confirmed this report (download or 304).
+    pub validated_at: Instant,
+    /// Bytes this entry holds, for the weigher.
+    weight: u32,
+}
+
+impl ReportEntry {
+    pub fn new(graph_etag: Option<String>, report: Report) -> ReportEntry {
+        let body = Bytes::from(serde_json::to_vec(&report).expect("reports serialize"));
+        let hash = blake3::hash(&body);
+        let etag = HeaderValue::from_str(&format!("\"{}\"", &hash.to_hex()[..32]))
+            .expect("hex is a valid header value");
+        let weight = size_of::<ReportEntry>()
+            + graph_etag.as_ref().map_or(0, String::len)
+            + body.len()
+            + report_heap_bytes(&report);
+        ReportEntry {
+            graph_etag: graph_etag.map(String::into_boxed_str),
+            report: Arc::new(report),
+            body,
+            etag,
+            validated_at: Instant::now(),
+            weight: u32::try_from(weight).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The same report, confirmed again by Graph just now (a 304).
+    pub fn revalidated(&self) -> ReportEntry {
+        ReportEntry {
+            graph_etag: self.graph_etag.clone(),
+            report: Arc::clone(&self.report),
+            body: self.body.clone(),
+            etag: self.etag.clone(),
+            validated_at: Instant::now(),
+            weight: self.weight,
+        }
+    }
+
+    pub fn age(&self) -> Duration {
+        self.validated_at.elapsed()
+    }
+}
+
+fn report_heap_bytes(report: &Report) -> usize {
+    let strings = |r: &ReportRow| {
+        r.report_refresh_date.capacity() + r.report_date.capacity() + r.report_period.capacity()
+    };
+    size_of::<Report>()
+        + report
+            .report_refresh_date
+            .as_ref()
+            .map_or(0, String::capacity)
+        + report.value.capacity() * size_of::<ReportRow>()
+        + report.value.iter().map(strings).sum::<usize>()
+}
+
+/// A validated token is forgotten at its `exp`, or after `fresh-ttl` when it has none.
+struct TokenExpiry {
+    default_ttl: Duration,
+}
+
+impl TokenExpiry {
+    fn ttl(&self, entry: &TokenEntry) -> Duration {
+        match entry.expires_at {
+            Some(exp) => Duration::from_secs(exp.saturating_sub(unix_now())),
+            None => self.default_ttl,
+        }
+    }
+}
+
+impl Expiry<Fingerprint, Arc<TokenEntry>> for TokenExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &Fingerprint,
+        value: &Arc<TokenEntry>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(self.ttl(value))
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &Fingerprint,
+        value: &Arc<TokenEntry>,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(self.ttl(value))
+    }
+}
+
+/// Validated tokens are small (a 32-byte key, a tenant id); this bounds them to a few MiB.
+const MAX_VALIDATED_TOKENS: u64 = 100_000;
+
+pub struct Caches {
+    tokens: Cache<Fingerprint, Arc<TokenEntry>>,
+    reports: Cache<ReportKey, Arc<ReportEntry>>,
+}
+
+impl Caches {
+    pub fn new(max_bytes: u64, fresh_ttl: Duration, stale_ttl: Duration) -> Caches {
+        let tokens = Cache::builder()
+            .max_capacity(MAX_VALIDATED_TOKENS)
+            .expire_after(TokenExpiry {
+                default_ttl: fresh_ttl,
+            })
+            .build();
+        // LRU rather than moka's default TinyLFU admission: a tenant seen for the first time
+        // must get its report cached, or it would hit Graph's throttle on every request.
+        let reports = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|key: &ReportKey, entry: &Arc<ReportEntry>| {
+                entry
+                    .weight
+                    .saturating_add(u32::try_from(key.tenant.len()).unwrap_or(u32::MAX))
+            })
+            .eviction_policy(EvictionPolicy::lru())
+            .time_to_live(stale_ttl)
+            .build();
+        Caches { tokens, reports }
+    }
+
+    /// The token's validation, if Graph accepted it and it has not expired since.
+    pub async fn validated_token(&self, fp: &Fingerprint) -> Option<Arc<TokenEntry>> {
+        self.tokens.get(fp).await.filter(|t| !t.is_expired())
+    }
+
+    pub async fn remember_token(&self, fp: Fingerprint, entry: TokenEntry) {
+        if !entry.is_expired() {
+            self.tokens.insert(fp, Arc::new(entry)).await;
+        }
+    }
+
+    pub async fn forget_token(&self, fp: &Fingerprint) {
+        self.tokens.invalidate(fp).await;
+    }
+
+    pub async fn report(&self, key: &ReportKey) -> Option<Arc<ReportEntry>> {
+        self.reports.get(key).await
+    }
+
+    pub async fn store_report(&self, key: ReportKey, entry: Arc<ReportEntry>) {
+        self.reports.insert(key, entry).await;
+    }
+
+    /// Entry count and weighted size of the report cache, after pending evictions ran.
+    pub async fn report_usage(&self) -> (u64, u64) {
+        self.reports.run_pending_tasks().await;
+        (self.reports.entry_count(), self.reports.weighted_size())
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

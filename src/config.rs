@@ -1,0 +1,188 @@
+//! Configuration: every setting is a flag and an environment variable, parsed and checked once
+//! at start-up so that a bad value stops the program with one clear line.
+
+use std::{net::SocketAddr, num::NonZeroUsize, time::Duration};
+
+use clap::Parser;
+use url::Url;
+
+use crate::graph::Allowlist;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "skype-gateway",
+    version,
+    about = "Microsoft Graph's Skype for Business activity-count report as cached JSON"
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "SKYPE_GATEWAY_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Microsoft Graph base URL, up to and including the version segment.
+    #[arg(long, env = "SKYPE_GATEWAY_GRAPH_BASE_URL", default_value = "https://graph.microsoft.com/v1.0", value_parser = parse_base_url)]
+    pub graph_base_url: Url,
+
+    /// Origins the report download may be fetched from, comma-separated; `*.` = any subdomain.
+    #[arg(long, env = "SKYPE_GATEWAY_DOWNLOAD_ALLOWLIST", default_value = "https://*.office.com,https://*.office365.com", value_parser = Allowlist::parse)]
+    pub download_allowlist: Allowlist,
+
+    /// How long a report is served from cache without asking Graph.
+    #[arg(long, env = "SKYPE_GATEWAY_FRESH_TTL", default_value = "15m", value_parser = parse_duration)]
+    pub fresh_ttl: Duration,
+
+    /// How long a cached report may still be served when Graph fails or throttles.
+    #[arg(long, env = "SKYPE_GATEWAY_STALE_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub stale_ttl: Duration,
+
+    /// Upper bound of the report cache, in bytes.
+    #[arg(
+        long,
+        env = "SKYPE_GATEWAY_CACHE_MAX_BYTES",
+        default_value_t = 268_435_456
+    )]
+    pub cache_max_bytes: u64,
+
+    /// Deadline for one report request to Graph, retries and download included.
+    #[arg(long, env = "SKYPE_GATEWAY_UPSTREAM_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub upstream_timeout: Duration,
+
+    /// Largest CSV download accepted, in bytes.
+    #[arg(
+        long,
+        env = "SKYPE_GATEWAY_MAX_REPORT_BYTES",
+        default_value_t = 10_485_760
+    )]
+    pub max_report_bytes: usize,
+
+    /// Retries of a failed Graph call (429, 502, 503, 504, connection errors).
+    #[arg(long, env = "SKYPE_GATEWAY_MAX_RETRIES", default_value_t = 2)]
+    pub max_retries: u32,
+
+    /// Longest `Retry-After` or back-off the gateway waits before a retry.
+    #[arg(long, env = "SKYPE_GATEWAY_MAX_RETRY_WAIT", default_value = "10s", value_parser = parse_duration)]
+    pub max_retry_wait: Duration,
+
+    /// Worker threads (default: number of CPUs).
+    #[arg(long, env = "SKYPE_GATEWAY_WORKERS")]
+    pub workers: Option<NonZeroUsize>,
+
+    /// Most Graph calls in flight at once, across all workers.
+    #[arg(
+        long,
+        env = "SKYPE_GATEWAY_MAX_CONCURRENT_UPSTREAM",
+        default_value = "16"
+    )]
+    pub max_concurrent_upstream: NonZeroUsize,
+
+    /// After SIGTERM, how long /readyz answers 503 while requests are still served.
+    #[arg(long, env = "SKYPE_GATEWAY_SHUTDOWN_DRAIN", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_drain: Duration,
+
+    /// After the drain, how long in-flight requests may take to finish.
+    #[arg(long, env = "SKYPE_GATEWAY_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Start an embedded Graph simulator on loopback and point the gateway at it.
+    #[arg(long, env = "SKYPE_GATEWAY_DEMO")]
+    pub demo: bool,
+}
+
+impl Config {
+    /// Checks that hold between settings; the message names the flags involved.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("--fresh-ttl", self.fresh_ttl),
+            ("--upstream-timeout", self.upstream_timeout),
+        ];
+        for (flag, value) in positive {
+            if value.is_zero() {
+                return Err(format!("{flag} must be greater than zero"));
+            }
+        }
+        if self.stale_ttl < self.fresh_ttl {
+            return Err("--stale-ttl must not be shorter than --fresh-ttl".into());
+        }
+        if self.cache_max_bytes == 0 {
+            return Err("--cache-max-bytes must be greater than zero".into());
+        }
+        if self.max_report_bytes == 0 {
+            return Err("--max-report-bytes must be greater than zero".into());
+        }
+        Ok(())
+    }
+
+    /// The defaults, as if no flag or variable were given; tests start from here.
+    pub fn defaults() -> Config {
+        Config::parse_from(["skype-gateway"])
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 30s, 15m, 24h)"))
+}
+
+fn parse_base_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| e.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("must be an absolute http(s) URL".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err("must not carry a query, a fragment or credentials".into());
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let argv = std::iter::once("skype-gateway").chain(args.iter().copied());
+        Config::try_parse_from(argv).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = Config::defaults();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(
+            c.graph_base_url.as_str(),
+            "https://graph.microsoft.com/v1.0"
+        );
+        assert_eq!(c.fresh_ttl, Duration::from_secs(15 * 60));
+        assert_eq!(c.stale_ttl, Duration::from_secs(24 * 3600));
+        assert_eq!(c.cache_max_bytes, 268_435_456);
+        assert_eq!(c.upstream_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_report_bytes, 10_485_760);
+        assert_eq!(c.max_retries, 2);
+        assert_eq!(c.max_retry_wait, Duration::from_secs(10));
+        assert!(c.workers.is_none() && !c.demo);
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_flag_named() {
+        for (args, needle) in [
+            (&["--fresh-ttl", "soon"][..], "--fresh-ttl"),
+            (&["--listen", "localhost"], "--listen"),
+            (&["--graph-base-url", "ftp://x"], "--graph-base-url"),
+            (
+                &["--download-allowlist", "reports.office.com"],
+                "--download-allowlist",
+            ),
+            (&["--workers", "0"], "--workers"),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn inconsistent_ttls_are_refused() {
+        let c = parse(&["--fresh-ttl", "1h", "--stale-ttl", "10m"]).unwrap();
+        assert!(c.validate().unwrap_err().contains("--stale-ttl"));
+        let c = parse(&["--fresh-ttl", "0s"]).unwrap();
+        assert!(c.validate().unwrap_err().contains("--fresh-ttl"));
+    }
+}

@@ -1,0 +1,202 @@
+//! `ApiError`: every error answer of the gateway, its status and its stable code, in one place.
+//! The body is always `{"error":{"code":"...","message":"..."}}`; no answer carries a stack trace,
+//! a token or a pre-authenticated URL.
+
+use std::time::Duration;
+
+use actix_web::{
+    HttpResponse, ResponseError,
+    http::{
+        StatusCode,
+        header::{ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE},
+    },
+};
+use serde::Serialize;
+
+use crate::graph::GraphError;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    #[error("period must be one of D7, D30, D90, D180")]
+    InvalidPeriod,
+    #[error("an Authorization: Bearer <token> header is required")]
+    MissingToken,
+    /// Graph refused the token (401, 403) or the request (another 4xx); its code and message.
+    #[error("{message}")]
+    GraphRefused {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("Microsoft Graph is throttling this report; retry later")]
+    Throttled { retry_after: Option<Duration> },
+    #[error("{0}")]
+    UpstreamUnavailable(String),
+    #[error("{0}")]
+    UntrustedRedirect(String),
+    #[error("the report from Microsoft Graph is not valid: {0}")]
+    InvalidReport(String),
+    #[error("the report download exceeds the limit of {0} bytes")]
+    ReportTooLarge(usize),
+    #[error("Microsoft Graph or the report download did not answer in time")]
+    UpstreamTimeout,
+    #[error("no such resource")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+impl ApiError {
+    /// The stable, documented error code.
+    pub fn code(&self) -> &str {
+        match self {
+            ApiError::InvalidPeriod => "invalidPeriod",
+            ApiError::MissingToken => "missingToken",
+            ApiError::GraphRefused { code, .. } => code,
+            ApiError::Throttled { .. } => "throttled",
+            ApiError::UpstreamUnavailable(_) => "upstreamUnavailable",
+            ApiError::UntrustedRedirect(_) => "untrustedRedirect",
+            ApiError::InvalidReport(_) => "invalidReport",
+            ApiError::ReportTooLarge(_) => "reportTooLarge",
+            ApiError::UpstreamTimeout => "upstreamTimeout",
+            ApiError::NotFound => "notFound",
+            ApiError::MethodNotAllowed => "methodNotAllowed",
+        }
+    }
+}
+
+impl From<GraphError> for ApiError {
+    fn from(err: GraphError) -> Self {
+        match err {
+            GraphError::Refused {
+                status: status @ (401 | 403),
+                code,
+                message,
+                ..
+            } => ApiError::GraphRefused {
+                status,
+                code,
+                message,
+            },
+            GraphError::Refused {
+                status,
+                code,
+                message,
+                ..
+            } => ApiError::UpstreamUnavailable(format!(
+                "Microsoft Graph refused the request with {status} {code}: {message}"
+            )),
+            GraphError::Throttled { retry_after, .. } => ApiError::Throttled { retry_after },
+            GraphError::Unavailable { detail, .. } => ApiError::UpstreamUnavailable(detail),
+            GraphError::Timeout => ApiError::UpstreamTimeout,
+            GraphError::UntrustedRedirect(why) => ApiError::UntrustedRedirect(why),
+            GraphError::TooLarge { limit } => ApiError::ReportTooLarge(limit),
+        }
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable code: `invalidPeriod`, `missingToken`, `throttled`, `upstreamUnavailable`,
+    /// `untrustedRedirect`, `invalidReport`, `reportTooLarge`, `upstreamTimeout`, `notFound`,
+    /// `methodNotAllowed`, or Graph's own code for a refused token.
+    pub code: String,
+    pub message: String,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidPeriod => StatusCode::BAD_REQUEST,
+            ApiError::MissingToken => StatusCode::UNAUTHORIZED,
+            ApiError::GraphRefused { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
+            ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::UpstreamUnavailable(_)
+            | ApiError::UntrustedRedirect(_)
+            | ApiError::InvalidReport(_)
+            | ApiError::ReportTooLarge(_) => StatusCode::BAD_GATEWAY,
+            ApiError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+            },
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((CONTENT_TYPE, "application/json"));
+        match self {
+            ApiError::MissingToken => {
+                response.insert_header((WWW_AUTHENTICATE, "Bearer"));
+            }
+            ApiError::GraphRefused { status: 401, .. } => {
+                response.insert_header((WWW_AUTHENTICATE, "Bearer error=\"invalid_token\""));
+            }
+            ApiError::Throttled {
+                retry_after: Some(wait),
+            } => {
+                response.insert_header((RETRY_AFTER, wait.as_secs().max(1).to_string()));
+            }
+            ApiError::MethodNotAllowed => {
+                response.insert_header((ALLOW, "GET"));
+            }
+            _ => {}
+        }
+        response.body(serde_json::to_vec(&body).expect("error bodies serialize"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::to_bytes;
+
+    async fn body_of(err: ApiError) -> serde_json::Value {
+        let bytes = to_bytes(err.error_response().into_body()).await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[actix_web::test]
+    async fn error_bodies_have_the_documented_shape() {
+        let body = body_of(ApiError::InvalidPeriod).await;
+        assert_eq!(body["error"]["code"], "invalidPeriod");
+        assert!(body["error"]["message"].as_str().unwrap().contains("D7"));
+        assert_eq!(body.as_object().unwrap().len(), 1);
+        assert_eq!(body["error"].as_object().unwrap().len(), 2);
+    }
+
+    #[actix_web::test]
+    async fn graph_refusals_keep_graphs_code_and_message() {
+        let err = ApiError::from(GraphError::Refused {
+            status: 403,
+            code: "Forbidden".into(),
+            message: "Insufficient privileges".into(),
+            request_id: None,
+        });
+        assert_eq!(err.status_code(), StatusCode::FORBIDDEN);
+        let body = body_of(err).await;
+        assert_eq!(body["error"]["code"], "Forbidden");
+        assert_eq!(body["error"]["message"], "Insufficient privileges");
+    }
+
+    #[test]
+    fn throttling_passes_retry_after_on() {
+        let err = ApiError::Throttled {
+            retry_after: Some(Duration::from_secs(120)),
+        };
+        let response = err.error_response();
+        assert_eq!(response.headers().get(RETRY_AFTER).unwrap(), "120");
+    }
+}

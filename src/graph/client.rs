@@ -1,0 +1,438 @@
+use std::{sync::Arc, time::Duration};
+
+use actix_web::http::{
+    StatusCode,
+    header::{
+        AUTHORIZATION, CONTENT_LENGTH, ETAG, HeaderMap, IF_NONE_MATCH, LOCATION, RETRY_AFTER,
+        USER_AGENT,
+    },
+};
+use awc::error::{PayloadError, SendRequestError};
+use bytes::Bytes;
+use log::warn;
+use serde::Deserialize;
+use tokio::{
+    sync::Semaphore,
+    time::{Instant, timeout_at},
+};
+use url::Url;
+
+use super::{Allowlist, GraphError};
+use crate::{auth::BearerToken, metrics::Metrics, report::Period};
+
+/// Error bodies are small; anything larger is not worth reading.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// First back-off step; doubled per retry, with jitter, capped by `max_retry_wait`.
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How the gateway talks to Graph; shared by every worker.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub graph_base_url: Url,
+    pub allowlist: Allowlist,
+    pub timeout: Duration,
+    pub max_report_bytes: usize,
+    pub max_retries: u32,
+    pub max_retry_wait: Duration,
+}
+
+/// What Graph answered to a successful conditional report call.
+#[derive(Debug)]
+pub enum Fetched {
+    /// `304`: the report behind the ETag we sent is still current.
+    NotModified,
+    /// The CSV, from the download (after a 302) or directly (200).
+    Report { etag: Option<String>, csv: Bytes },
+}
+
+/// A Graph client for one worker (awc's client is not `Send`); the semaphore that caps
+/// concurrent Graph calls and the metrics are shared by all workers.
+pub struct GraphClient {
+    http: awc::Client,
+    settings: Arc<UpstreamSettings>,
+    report_url_prefix: String,
+    limiter: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+/// TLS for Graph and the download hosts: rustls with ring and the webpki root set compiled in,
+/// so the image needs no system CA bundle.
+pub fn tls_config() -> Arc<rustls::ClientConfig> {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Arc::new(config)
+}
+
+impl GraphClient {
+    pub fn new(
+        settings: Arc<UpstreamSettings>,
+        limiter: Arc<Semaphore>,
+        metrics: Arc<Metrics>,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> GraphClient {
+        let connector = awc::Connector::new()
+            .rustls_0_23(tls)
+            .timeout(CONNECT_TIMEOUT);
+        let http = awc::Client::builder()
+            .connector(connector)
+            .disable_redirects()
+            .timeout(settings.timeout)
+            .add_default_header((
+                USER_AGENT,
+                concat!("skype-gateway/", env!("CARGO_PKG_VERSION")),
+            ))
+            .finish();
+        let report_url_prefix = format!(
+            "{}/reports/getSkypeForBusinessActivityCounts",
+            settings.graph_base_url.as_str().trim_end_matches('/')
+        );
+        GraphClient {
+            http,
+            settings,
+            report_url_prefix,
+            limiter,
+            metrics,
+        }
+    }
+
+    /// The conditional report call with retries, the redirect and the download, all within the
+    /// upstream timeout. `etag` is the ETag Graph last confirmed for this report, if any.
+    pub async fn fetch(
+        &self,
+        token: &BearerToken,
+        period: Period,
+        etag: Option<&str>,
+        request_id: &str,
+    ) -> Result<Fetched, GraphError> {
+        let deadline = Instant::now() + self.settings.timeout;
+        timeout_at(
+            deadline,
+            self.fetch_with_retries(token, period, etag, request_id, deadline),
+        )
+        .await
+        .unwrap_or(Err(GraphError::Timeout))
+    }
+
+    async fn fetch_with_retries(
+        &self,
+        token: &BearerToken,
+        period: Period,
+        etag: Option<&str>,
+        request_id: &str,
+        deadline: Instant,
+    ) -> Result<Fetched, GraphError> {
+        let mut retries = 0;
+        loop {
+            let err = match self.attempt(token, period, etag, request_id).await {
+                Ok(fetched) => return Ok(fetched),
+                Err(err) => err,
+            };
+            let Some(wait) = self.retry_wait(&err, retries) else {
+                return Err(err);
+            };
+            if Instant::now() + wait >= deadline {
+                return Err(err);
+            }
+            warn!(
+                "graph report call failed, retrying in {wait:?}: {err} (graph request-id {})",
+                err.request_id().unwrap_or("-")
+            );
+            retries += 1;
+            self.metrics.upstream_retries.inc();
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// How long to wait before the next try, or `None` when the error is final.
+    fn retry_wait(&self, err: &GraphError, retries_done: u32) -> Option<Duration> {
+        if retries_done >= self.settings.max_retries {
+            return None;
+        }
+        let retry_after = match err {
+            GraphError::Throttled { retry_after, .. } => *retry_after,
+            GraphError::Unavailable {
+                retryable: true,
+                retry_after,
+                ..
+            } => *retry_after,
+            _ => return None,
+        };
+        match retry_after {
+            // Graph said how long; waiting longer than we may is no better than answering now.
+            Some(wait) => (wait <= self.settings.max_retry_wait).then_some(wait),
+            None => Some(self.backoff(retries_done)),
+        }
+    }
+
+    /// Exponential back-off with jitter in [half, full] of the step, so that many gateways
+    /// that failed together do not retry together.
+    fn backoff(&self, retries_done: u32) -> Duration {
+        let step = BACKOFF_BASE
+            .saturating_mul(1 << retries_done.min(16))
+            .min(self.settings.max_retry_wait);
+        step.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+    }
+
+    async fn attempt(
+        &self,
+        token: &BearerToken,
+        period: Period,
+        etag: Option<&str>,
+        request_id: &str,
+    ) -> Result<Fetched, GraphError> {
+        let _permit = self
+            .limiter
+            .acquire()
+            .await
+            .expect("the upstream semaphore is never closed");
+        let url = format!("{}(period='{}')", self.report_url_prefix, period.as_str());
+        let mut request = self
+            .http
+            .get(url)
+            .insert_header((AUTHORIZATION, token.header_value().clone()))
+            .insert_header(("client-request-id", request_id));
+        if let Some(etag) = etag {
+            request = request.insert_header((IF_NONE_MATCH, etag));
+        }
+        let started = Instant::now();
+        let sent = request.send().await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(err) => {
+                self.metrics
+                    .record_upstream("report", send_error_label(&err), elapsed);
+                return Err(send_error(err, "Graph"));
+            }
+        };
+        let status = response.status();
+        self.metrics
+            .record_upstream("report", status.as_str(), elapsed);
+        let headers = response.headers();
+        let graph_etag = header_string(headers, &ETAG);
+        match status {
+            StatusCode::NOT_MODIFIED => Ok(Fetched::NotModified),
+            StatusCode::OK => {
+                let csv = read_limited(&mut response, self.settings.max_report_bytes).await?;
+                Ok(Fetched::Report {
+                    etag: graph_etag,
+                    csv,
+                })
+            }
+            StatusCode::FOUND
+            | StatusCode::SEE_OTHER
+            | StatusCode::TEMPORARY_REDIRECT
+            | StatusCode::MOVED_PERMANENTLY
+            | StatusCode::PERMANENT_REDIRECT => {
+                let location = self.trusted_location(headers)?;
+                let (download_etag, csv) = self.download(&location).await?;
+                Ok(Fetched::Report {
+                    etag: graph_etag.or(download_etag),
+                    csv,
+                })
+            }
+            _ => Err(self.graph_failure(status, &mut response).await),
+        }
+    }
+
+    /// The `Location` of a redirect, if it is an absolute URL on an allowlisted origin.
+    fn trusted_location(&self, headers: &HeaderMap) -> Result<Url, GraphError> {
+        let untrusted = |why: String| {
+            warn!("not following Graph's redirect: {why}");
+            GraphError::UntrustedRedirect(why)
+        };
+        let location = headers
+            .get(LOCATION)
+            .ok_or_else(|| untrusted("Graph's redirect has no Location".into()))?;
+        let url = location
+            .to_str()
+            .ok()
+            .and_then(|l| Url::parse(l).ok())
+            .ok_or_else(|| untrusted("Graph's redirect Location is not an absolute URL".into()))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(untrusted("the download URL carries credentials".into()));
+        }
+        if !self.settings.allowlist.allows(&url) {
+            return Err(untrusted(format!(
+                "the download origin {} is not on the allowlist",
+                origin_of(&url)
+            )));
+        }
+        Ok(url)
+    }
+
+    /// Fetches the pre-authenticated download: no `Authorization` (the URL is the credential,
+    /// and the token must never reach another host), a body limit, the upstream deadline.
+    async fn download(&self, url: &Url) -> Result<(Option<String>, Bytes), GraphError> {
+        let started = Instant::now();
+        let sent = self.http.get(url.as_str()).send().await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(err) => {
+                self.metrics
+                    .record_upstream("download", send_error_label(&err), elapsed);
+                return Err(send_error(err, "the report download host"));
+            }
+        };
+        let status = response.status();
+        if status != StatusCode::OK {
+            self.metrics
+                .record_upstream("download", status.as_str(), elapsed);
+            return Err(GraphError::Unavailable {
+                detail: format!(
+                    "the report download from {} answered {status}",
+                    origin_of(url)
+                ),
+                retryable: status.is_server_error(),
+                retry_after: None,
+                request_id: None,
+            });
+        }
+        let etag = header_string(response.headers(), &ETAG);
+        let body = read_limited(&mut response, self.settings.max_report_bytes).await;
+        self.metrics
+            .record_upstream("download", status.as_str(), started.elapsed().as_secs_f64());
+        Ok((etag, body?))
+    }
+
+    /// Turns a failed report call into the error the caller gets; logs Graph's request id.
+    async fn graph_failure(
+        &self,
+        status: StatusCode,
+        response: &mut awc::ClientResponse<
+            impl futures_util::Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+        >,
+    ) -> GraphError {
+        let headers = response.headers();
+        let request_id = header_string(headers, "request-id");
+        let retry_after = headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = response
+            .body()
+            .limit(MAX_ERROR_BODY)
+            .await
+            .unwrap_or_default();
+        let graph = serde_json::from_slice::<GraphErrorBody>(&body)
+            .map(|b| b.error)
+            .unwrap_or_default();
+        warn!(
+            "graph report call answered {status} {} (graph request-id {})",
+            graph.code.as_deref().unwrap_or("-"),
+            request_id.as_deref().unwrap_or("-")
+        );
+        match status.as_u16() {
+            429 => GraphError::Throttled {
+                retry_after,
+                request_id,
+            },
+            400..=499 => GraphError::Refused {
+                status: status.as_u16(),
+                code: graph.code.unwrap_or_else(|| {
+                    status
+                        .canonical_reason()
+                        .unwrap_or("Error")
+                        .replace(' ', "")
+                }),
+                message: graph
+                    .message
+                    .unwrap_or_else(|| format!("Graph answered {status}")),
+                request_id,
+            },
+            _ => GraphError::Unavailable {
+                detail: format!("Graph answered {status}"),
+                retryable: matches!(status.as_u16(), 502..=504),
+                retry_after,
+                request_id,
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct GraphErrorBody {
+    error: GraphErrorDetail,
+}
+
+#[derive(Deserialize, Default)]
+struct GraphErrorDetail {
+    code: Option<String>,
+    message: Option<String>,
+}
+
+async fn read_limited(
+    response: &mut awc::ClientResponse<
+        impl futures_util::Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+    >,
+    limit: usize,
+) -> Result<Bytes, GraphError> {
+    let declared = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(GraphError::TooLarge { limit });
+    }
+    response.body().limit(limit).await.map_err(|err| match err {
+        PayloadError::Overflow => GraphError::TooLarge { limit },
+        other => GraphError::Unavailable {
+            detail: format!("reading the report failed: {other}"),
+            retryable: true,
+            retry_after: None,
+            request_id: None,
+        },
+    })
+}
+
+fn send_error(err: SendRequestError, peer: &str) -> GraphError {
+    match err {
+        SendRequestError::Timeout => GraphError::Timeout,
+        SendRequestError::Connect(e) => GraphError::Unavailable {
+            detail: format!("cannot connect to {peer}: {e}"),
+            retryable: true,
+            retry_after: None,
+            request_id: None,
+        },
+        other => GraphError::Unavailable {
+            detail: format!("the request to {peer} failed: {other}"),
+            retryable: true,
+            retry_after: None,
+            request_id: None,
+        },
+    }
+}
+
+fn send_error_label(err: &SendRequestError) -> &'static str {
+    match err {
+        SendRequestError::Timeout => "timeout",
+        _ => "error",
+    }
+}
+
+fn header_string(
+    headers: &HeaderMap,
+    name: impl actix_web::http::header::AsHeaderName,
+) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// `scheme://host:port` of a URL: what may be logged of a pre-authenticated download URL.
+fn origin_of(url: &Url) -> String {
+    url.origin().ascii_serialization()
+}

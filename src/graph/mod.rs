@@ -1,0 +1,10 @@
+//! The Graph client: the conditional report call, hand-resolved redirects to an allowlisted
+//! download host, retries, and the errors of that boundary.
+
+mod allowlist;
+mod client;
+mod error;
+
+pub use allowlist::Allowlist;
+pub use client::{Fetched, GraphClient, UpstreamSettings, tls_config};
+pub use error::GraphError;

@@ -1,0 +1,164 @@
+//! Every metric the gateway exports, registered in one registry. Labels are low-cardinality by
+//! construction: route templates, methods, status codes, call kinds, cache results. No tenant,
+//! token or URL ever becomes a label.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::cache::CacheStatus;
+
+/// HTTP answers span a cache hit (tens of microseconds) to a cold fetch that waited out retries
+/// (seconds), so the buckets are log-spaced over six decades.
+const HTTP_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Graph's report call typically takes 100 ms to a few seconds; the download is similar. Below
+/// 5 ms only loopback (the simulator) answers, so finer buckets would stay empty in production.
+const UPSTREAM_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    /// Answers by method, route template and status code.
+    pub http_requests: IntCounterVec,
+    /// Time to answer, by method and route template.
+    pub http_request_duration: HistogramVec,
+    /// Report answers by cache result (hit, miss, revalidated, stale), once per answer.
+    pub cache_lookups: IntCounterVec,
+    /// Calls to Graph, by call (report, download) and status (HTTP code, `timeout` or `error`).
+    pub upstream_requests: IntCounterVec,
+    /// Duration of each call to Graph, by call.
+    pub upstream_request_duration: HistogramVec,
+    /// Retries of the report call.
+    pub upstream_retries: IntCounter,
+    /// Report cache entries, as moka counts them at scrape time.
+    pub cache_entries: IntGauge,
+    /// Weighted size of the report cache in bytes, at scrape time.
+    pub cache_bytes: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let metrics = Metrics {
+            http_requests: IntCounterVec::new(
+                Opts::new(
+                    "skype_gateway_http_requests_total",
+                    "HTTP answers by method, route and status.",
+                ),
+                &["method", "route", "status"],
+            )
+            .expect("valid metric"),
+            http_request_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "skype_gateway_http_request_duration_seconds",
+                    "Time to answer an HTTP request.",
+                )
+                .buckets(HTTP_BUCKETS.to_vec()),
+                &["method", "route"],
+            )
+            .expect("valid metric"),
+            cache_lookups: IntCounterVec::new(
+                Opts::new(
+                    "skype_gateway_cache_lookups_total",
+                    "Report answers by cache result.",
+                ),
+                &["result"],
+            )
+            .expect("valid metric"),
+            upstream_requests: IntCounterVec::new(
+                Opts::new(
+                    "skype_gateway_upstream_requests_total",
+                    "Calls to Graph by call and status.",
+                ),
+                &["call", "status"],
+            )
+            .expect("valid metric"),
+            upstream_request_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "skype_gateway_upstream_request_duration_seconds",
+                    "Duration of a call to Graph.",
+                )
+                .buckets(UPSTREAM_BUCKETS.to_vec()),
+                &["call"],
+            )
+            .expect("valid metric"),
+            upstream_retries: IntCounter::new(
+                "skype_gateway_upstream_retries_total",
+                "Retries of the Graph report call.",
+            )
+            .expect("valid metric"),
+            cache_entries: IntGauge::new("skype_gateway_cache_entries", "Report cache entries.")
+                .expect("valid metric"),
+            cache_bytes: IntGauge::new(
+                "skype_gateway_cache_bytes",
+                "Weighted size of the report cache in bytes.",
+            )
+            .expect("valid metric"),
+            registry,
+        };
+        metrics.register_all();
+        // Every cache result is exported from the start, so a rate() over it never lacks a series.
+        for status in CacheStatus::ALL {
+            metrics.cache_lookups.with_label_values(&[status.label()]);
+        }
+        metrics
+    }
+
+    fn register_all(&self) {
+        let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
+            Box::new(self.http_requests.clone()),
+            Box::new(self.http_request_duration.clone()),
+            Box::new(self.cache_lookups.clone()),
+            Box::new(self.upstream_requests.clone()),
+            Box::new(self.upstream_request_duration.clone()),
+            Box::new(self.upstream_retries.clone()),
+            Box::new(self.cache_entries.clone()),
+            Box::new(self.cache_bytes.clone()),
+        ];
+        for c in collectors {
+            self.registry.register(c).expect("metric names are unique");
+        }
+        #[cfg(target_os = "linux")]
+        self.registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("process metrics register once");
+    }
+
+    pub fn record_cache(&self, status: CacheStatus) {
+        self.cache_lookups
+            .with_label_values(&[status.label()])
+            .inc();
+    }
+
+    pub fn record_upstream(&self, call: &str, status: &str, seconds: f64) {
+        self.upstream_requests
+            .with_label_values(&[call, status])
+            .inc();
+        self.upstream_request_duration
+            .with_label_values(&[call])
+            .observe(seconds);
+    }
+
+    /// The registry in Prometheus' text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding into a Vec cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,42 @@
+//! The HTTP routes; each file is one group. Handlers translate between HTTP and the service.
+
+pub mod health;
+pub mod metrics;
+pub mod openapi;
+pub mod reports;
+
+use actix_web::{FromRequest, Handler, HttpResponse, Resource, Responder, web};
+
+use crate::error::ApiError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(get_only(
+        "/skype/activity-counts/{period}",
+        reports::activity_counts,
+    ))
+    .service(get_only("/livez", health::livez))
+    .service(get_only("/healthz", health::healthz))
+    .service(get_only("/readyz", health::readyz))
+    .service(get_only("/metrics", metrics::metrics))
+    .service(get_only("/openapi.json", openapi::openapi_json));
+}
+
+/// A resource that answers GET, and a JSON 405 to any other method.
+fn get_only<F, Args>(path: &str, handler: F) -> Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler))
+        .default_service(web::to(method_not_allowed))
+}
+
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}

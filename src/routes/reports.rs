@@ -1,0 +1,126 @@
+use actix_web::{
+    HttpRequest, HttpResponse,
+    http::header::{AGE, CACHE_CONTROL, ETAG, HeaderValue, IF_NONE_MATCH, VARY},
+    web,
+};
+
+use crate::{
+    auth::BearerToken,
+    error::{ApiError, ErrorBody},
+    graph::GraphClient,
+    report::{Period, Report},
+    service::{ReportService, Served},
+    telemetry::{RequestId, X_CACHE_STATUS},
+};
+
+/// Skype for Business activity counts for a period, as Graph's JSON report format.
+///
+/// The caller's bearer token is forwarded to Microsoft Graph, which alone decides whether the
+/// caller may read the tenant's report; answers are cached per tenant and period.
+#[utoipa::path(
+    get,
+    path = "/skype/activity-counts/{period}",
+    tag = "reports",
+    params(("period" = Period, Path, description = "Report period; letter case does not matter")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The report, rows newest first", body = Report, headers(
+            ("ETag" = String, description = "Strong validator of the body"),
+            ("Cache-Control" = String, description = "`private, max-age=N`: seconds of freshness left"),
+            ("Age" = u64, description = "Seconds since Graph last confirmed the report"),
+            ("X-Cache-Status" = String, description = "HIT, MISS, REVALIDATED or STALE"),
+            ("X-Request-Id" = String, description = "The caller's request id, or a generated one"),
+        )),
+        (status = 304, description = "The caller's If-None-Match matches; no body", headers(
+            ("ETag" = String, description = "Strong validator of the body"),
+            ("X-Cache-Status" = String, description = "HIT, MISS, REVALIDATED or STALE"),
+        )),
+        (status = 400, description = "`invalidPeriod`", body = ErrorBody),
+        (status = 401, description = "`missingToken`, or Graph refused the token (Graph's code)", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
+        (status = 403, description = "Graph refused the token (Graph's code)", body = ErrorBody),
+        (status = 429, description = "`throttled`: Graph throttles and no stale copy may be served", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait, from Graph"))),
+        (status = 502, description = "`upstreamUnavailable`, `untrustedRedirect`, `invalidReport` or `reportTooLarge`", body = ErrorBody),
+        (status = 504, description = "`upstreamTimeout`", body = ErrorBody),
+    )
+)]
+pub async fn activity_counts(
+    req: HttpRequest,
+    period: web::Path<String>,
+    service: web::Data<ReportService>,
+    client: web::Data<GraphClient>,
+    request_id: RequestId,
+) -> Result<HttpResponse, ApiError> {
+    let period: Period = period.parse().map_err(|_| ApiError::InvalidPeriod)?;
+    let token = BearerToken::from_headers(req.headers()).ok_or(ApiError::MissingToken)?;
+    let served = service
+        .into_inner()
+        .report(&client, &token, period, request_id.as_str())
+        .await?;
+    Ok(answer(&req, &served))
+}
+
+/// 200 with the shared pre-serialized body, or 304 when the caller already has it. Either way
+/// only after the service authorized the token.
+fn answer(req: &HttpRequest, served: &Served) -> HttpResponse {
+    let entry = &served.entry;
+    let not_modified = req
+        .headers()
+        .get(IF_NONE_MATCH)
+        .is_some_and(|inm| etag_matches(inm, &entry.etag));
+    let mut response = if not_modified {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((ETAG, entry.etag.clone()))
+        .insert_header((
+            CACHE_CONTROL,
+            format!("private, max-age={}", served.max_age),
+        ))
+        .insert_header((AGE, HeaderValue::from(entry.age().as_secs())))
+        .insert_header((VARY, "Authorization"))
+        .insert_header((X_CACHE_STATUS.clone(), served.status.header_value()));
+    if not_modified {
+        response.finish()
+    } else {
+        response
+            .content_type("application/json")
+            .body(entry.body.clone())
+    }
+}
+
+/// `If-None-Match` uses the weak comparison (RFC 9110 13.1.2): `W/` is ignored, `*` matches.
+fn etag_matches(if_none_match: &HeaderValue, etag: &HeaderValue) -> bool {
+    let Ok(list) = if_none_match.to_str() else {
+        return false;
+    };
+    let ours = etag.as_bytes();
+    list.split(',')
+        .map(str::trim)
+        .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/").as_bytes() == ours)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_lists_and_weak_tags_match() {
+        let ours = HeaderValue::from_static("\"abc\"");
+        for inm in ["\"abc\"", "\"x\", \"abc\"", "W/\"abc\"", "*"] {
+            assert!(
+                etag_matches(&HeaderValue::from_str(inm).unwrap(), &ours),
+                "{inm}"
+            );
+        }
+        for inm in ["\"abcd\"", "abc", "\"ab\", \"c\"", ""] {
+            assert!(
+                !etag_matches(&HeaderValue::from_str(inm).unwrap(), &ours),
+                "{inm}"
+            );
+        }
+    }
+}

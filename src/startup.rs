@@ -1,0 +1,157 @@
+//! `Application`: binds the listener, wires the caches, the Graph client and the routes into
+//! an actix-web server, and runs it until a signal asks for a graceful shutdown.
+
+use std::{net::TcpListener, sync::Arc, time::Duration};
+
+use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
+use log::info;
+use tokio::sync::Semaphore;
+use url::Url;
+
+use crate::{
+    cache::Caches,
+    config::Config,
+    graph::{Allowlist, GraphClient, UpstreamSettings, tls_config},
+    metrics::Metrics,
+    routes::{self, health::Readiness},
+    service::ReportService,
+    simulator::Simulator,
+    telemetry,
+};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    readiness: Readiness,
+    shutdown_drain: Duration,
+    /// Kept alive for the server's lifetime in `--demo` mode.
+    simulator: Option<Simulator>,
+}
+
+impl Application {
+    pub async fn build(mut config: Config) -> std::io::Result<Application> {
+        let simulator = if config.demo {
+            Some(point_at_simulator(&mut config).await?)
+        } else {
+            None
+        };
+        let listener = TcpListener::bind(config.listen)?;
+        let port = listener.local_addr()?.port();
+
+        let metrics = Arc::new(Metrics::new());
+        let caches = Caches::new(config.cache_max_bytes, config.fresh_ttl, config.stale_ttl);
+        let service = web::Data::new(ReportService::new(
+            caches,
+            Arc::clone(&metrics),
+            config.fresh_ttl,
+            config.stale_ttl,
+        ));
+        let settings = Arc::new(UpstreamSettings {
+            graph_base_url: config.graph_base_url.clone(),
+            allowlist: config.download_allowlist.clone(),
+            timeout: config.upstream_timeout,
+            max_report_bytes: config.max_report_bytes,
+            max_retries: config.max_retries,
+            max_retry_wait: config.max_retry_wait,
+        });
+        let limiter = Arc::new(Semaphore::new(config.max_concurrent_upstream.get()));
+        let tls = tls_config();
+        let readiness = Readiness::new();
+        let readiness_data = web::Data::new(readiness.clone());
+        let metrics_data = web::Data::from(Arc::clone(&metrics));
+
+        let server = HttpServer::new(move || {
+            // awc's client is per worker (not Send); the semaphore and metrics are shared.
+            let client = GraphClient::new(
+                Arc::clone(&settings),
+                Arc::clone(&limiter),
+                Arc::clone(&metrics),
+                Arc::clone(&tls),
+            );
+            App::new()
+                .app_data(service.clone())
+                .app_data(web::Data::new(client))
+                .app_data(metrics_data.clone())
+                .app_data(readiness_data.clone())
+                .wrap(from_fn(telemetry::observe))
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .workers(config.workers.map_or_else(default_workers, |w| w.get()))
+        // Signals are ours: readiness must turn 503 and traffic drain before the server stops.
+        .disable_signals()
+        .shutdown_timeout(config.shutdown_timeout.as_secs())
+        .listen(listener)?
+        .run();
+
+        if let Some(sim) = &simulator {
+            info!(
+                "demo mode: Graph simulator at {}; try: curl -H 'Authorization: Bearer demo-token' http://127.0.0.1:{port}/skype/activity-counts/D7",
+                sim.origin()
+            );
+        }
+        info!("listening on {} (port {port})", config.listen);
+        Ok(Application {
+            port,
+            server,
+            readiness,
+            shutdown_drain: config.shutdown_drain,
+            simulator,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM or SIGINT: then `/readyz` answers 503 for the drain period while
+    /// requests are still served, then in-flight requests finish and the server stops.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let readiness = self.readiness.clone();
+        let drain = self.shutdown_drain;
+        actix_web::rt::spawn(async move {
+            wait_for_shutdown_signal().await;
+            info!("shutdown requested: readiness off, draining for {drain:?}");
+            readiness.shutting_down();
+            tokio::time::sleep(drain).await;
+            info!("stopping: waiting for in-flight requests");
+            handle.stop(true).await;
+        });
+        let result = self.server.await;
+        if let Some(sim) = self.simulator {
+            sim.stop().await;
+        }
+        info!("stopped");
+        result
+    }
+}
+
+/// `--demo`: a Graph simulator on loopback, and the gateway pointed at it.
+async fn point_at_simulator(config: &mut Config) -> std::io::Result<Simulator> {
+    let sim = Simulator::start().await?;
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    config.graph_base_url =
+        Url::parse(&sim.graph_base_url()).map_err(|e| invalid(e.to_string()))?;
+    config.download_allowlist = Allowlist::parse(&sim.origin()).map_err(invalid)?;
+    Ok(sim)
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+async fn wait_for_shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

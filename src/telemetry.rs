@@ -1,0 +1,123 @@
+//! The middleware every request passes: its request id, its metrics and its access log line.
+
+use std::{
+    future::{Ready, ready},
+    sync::Arc,
+    time::Instant,
+};
+
+use actix_web::{
+    Error, FromRequest, HttpMessage, HttpRequest,
+    body::MessageBody,
+    dev::{Payload, ServiceRequest, ServiceResponse},
+    http::header::{HeaderName, HeaderValue},
+    middleware::Next,
+    web,
+};
+use log::info;
+
+use crate::metrics::Metrics;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
+
+/// The request's id: the caller's `X-Request-Id` when it is a sane token, else a new UUID.
+#[derive(Debug, Clone)]
+pub struct RequestId(Arc<str>);
+
+impl RequestId {
+    fn of(req: &ServiceRequest) -> RequestId {
+        let from_caller = req
+            .headers()
+            .get(&X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|id| is_sane_request_id(id));
+        RequestId(match from_caller {
+            Some(id) => id.into(),
+            None => uuid::Uuid::new_v4().to_string().into(),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A caller's id goes into logs and to Graph, so only plain tokens are accepted.
+fn is_sane_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+impl FromRequest for RequestId {
+    type Error = Error;
+    type Future = Ready<Result<Self, Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let id = req.extensions().get::<RequestId>().cloned();
+        ready(Ok(id.unwrap_or_else(|| {
+            RequestId(uuid::Uuid::new_v4().to_string().into())
+        })))
+    }
+}
+
+/// Tags the request with its id, and after the answer: `X-Request-Id`, metrics by route
+/// template (never the raw path), and one access log line without any credential in it.
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
+    let request_id = RequestId::of(&req);
+    req.extensions_mut().insert(request_id.clone());
+    let method = req.method().clone();
+    let route = req.match_pattern();
+    let route = route.as_deref().unwrap_or("unmatched");
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+
+    let mut res = next.call(req).await?;
+
+    if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
+        res.headers_mut().insert(X_REQUEST_ID.clone(), value);
+    }
+    let status = res.status();
+    let elapsed = started.elapsed();
+    if let Some(metrics) = metrics {
+        metrics
+            .http_requests
+            .with_label_values(&[method.as_str(), route, status.as_str()])
+            .inc();
+        metrics
+            .http_request_duration
+            .with_label_values(&[method.as_str(), route])
+            .observe(elapsed.as_secs_f64());
+    }
+    let cache = res
+        .headers()
+        .get(&X_CACHE_STATUS)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    info!(
+        target: "skype_gateway::access",
+        "{method} {route} {} {:.3}ms cache={cache} request_id={}",
+        status.as_u16(),
+        elapsed.as_secs_f64() * 1000.0,
+        request_id.as_str()
+    );
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_request_ids_are_taken_from_callers() {
+        assert!(is_sane_request_id("3f2b-ABC_1.2:x"));
+        for bad in ["", "a b", "a\nb", "ä", &"x".repeat(129)] {
+            assert!(!is_sane_request_id(bad), "{bad:?}");
+        }
+    }
+}
