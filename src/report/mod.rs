@@ -1,6 +1,7 @@
 //! The report domain: periods, the Graph-shaped report model and the CSV parser.
 //! Pure code: no I/O, no HTTP, no cache.
 
+mod cell;
 mod model;
 mod parse;
 mod period;

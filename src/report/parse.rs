@@ -1,10 +1,905 @@
-//! Placeholder: the CSV parser is being written on its own branch.
-use super::{Period, Report};
+//! Parsing Graph's Skype for Business activity-count CSV into a [`Report`], and the
+//! [`ReportError`] that says precisely why a download is not a usable report.
+//!
+//! Pure and panic-free on any input: a bad download must become a typed error (a 502 for the
+//! caller), never a crash or a half-read report in the cache.
 
-#[derive(Debug, thiserror::Error)]
-#[error("not implemented")]
-pub struct ReportError;
+use csv::{ByteRecord, ErrorKind, ReaderBuilder};
 
-pub fn parse_report(_csv: &[u8], _period: Period) -> Result<Report, ReportError> {
-    Err(ReportError)
+use super::{Period, Report, ReportRow, cell};
+
+const REPORT_REFRESH_DATE: &str = "Report Refresh Date";
+const REPORT_DATE: &str = "Report Date";
+const REPORT_PERIOD: &str = "Report Period";
+const PEER_TO_PEER: &str = "Peer-to-peer";
+const ORGANIZED: &str = "Organized";
+const PARTICIPATED: &str = "Participated";
+
+/// The columns a report must have, in the order a missing one is reported.
+const REQUIRED_COLUMNS: [&str; 6] = [
+    REPORT_REFRESH_DATE,
+    REPORT_DATE,
+    REPORT_PERIOD,
+    PEER_TO_PEER,
+    ORGANIZED,
+    PARTICIPATED,
+];
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Cell values quoted in an error are cut to this many characters: the message becomes part of
+/// an HTTP answer and a log line, and a hostile or broken download must not inflate either.
+const EXCERPT_CHARS: usize = 40;
+
+/// Why a downloaded CSV is not a usable report. The message is written for the gateway's
+/// callers (it becomes the `message` of an `invalidReport` answer); lines are 1-based lines of
+/// the file, counting the header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    #[error("the report is empty: it has no header row")]
+    Empty,
+
+    #[error("line {line}: the report is not valid UTF-8")]
+    InvalidUtf8 { line: u64 },
+
+    #[error("the report has no {0:?} column")]
+    MissingColumn(&'static str),
+
+    #[error("the report has more than one {0:?} column")]
+    DuplicateColumn(&'static str),
+
+    #[error("line {line}: {found} fields where the header has {expected}")]
+    FieldCount {
+        line: u64,
+        expected: u64,
+        found: u64,
+    },
+
+    #[error(
+        "line {line}, column {column:?}: expected an empty cell or a whole number from 0 to \
+         18446744073709551615, found {value:?}"
+    )]
+    InvalidCount {
+        line: u64,
+        column: &'static str,
+        value: String,
+    },
+
+    #[error("line {line}, column {column:?}: expected a date YYYY-MM-DD, found {value:?}")]
+    InvalidDate {
+        line: u64,
+        column: &'static str,
+        value: String,
+    },
+
+    #[error("line {line}, column \"Report Period\": expected a number of days, found {value:?}")]
+    InvalidReportPeriod { line: u64, value: String },
+
+    /// Not expected from an in-memory CSV; kept so no reader error can go unreported.
+    #[error("line {line}: the report is not readable CSV: {reason}")]
+    Unreadable { line: u64, reason: String },
+}
+
+/// Parses a report CSV as Graph serves it: optional UTF-8 BOM, CRLF or LF, blank lines anywhere,
+/// columns in any order and identified by header name, unknown columns ignored.
+///
+/// Rows come out newest first whatever the input order, and `report_refresh_date` is that of
+/// the newest row. A header with no rows is a valid, empty report.
+pub fn parse_report(csv: &[u8], period: Period) -> Result<Report, ReportError> {
+    let text = csv.strip_prefix(UTF8_BOM).unwrap_or(csv);
+    // Checked once for the whole file so every cell below can be taken as text without a
+    // fallible conversion per cell, and the error can point at the line.
+    if let Err(err) = std::str::from_utf8(text) {
+        return Err(ReportError::InvalidUtf8 {
+            line: line_at(text, err.valid_up_to()),
+        });
+    }
+
+    let mut records = Records::new(text);
+    let mut record = ByteRecord::new();
+    if !records.next(&mut record)? {
+        return Err(ReportError::Empty);
+    }
+    let columns = Columns::locate(&record)?;
+
+    let mut rows = Vec::with_capacity(period.days() as usize);
+    while records.next(&mut record)? {
+        rows.push(columns.row(&record, &records)?);
+    }
+    // Graph writes newest first, so this is normally a linear pass over sorted input; the sort
+    // is stable so rows of equal date keep the order Graph gave them.
+    rows.sort_by(|a, b| b.report_date.cmp(&a.report_date));
+
+    Ok(Report {
+        period,
+        report_refresh_date: rows.first().map(|row| row.report_refresh_date.clone()),
+        value: rows,
+    })
+}
+
+/// Where each required column sits in a record.
+struct Columns {
+    report_refresh_date: usize,
+    report_date: usize,
+    report_period: usize,
+    peer_to_peer: usize,
+    organized: usize,
+    participated: usize,
+}
+
+impl Columns {
+    fn locate(header: &ByteRecord) -> Result<Self, ReportError> {
+        let mut found = [None; REQUIRED_COLUMNS.len()];
+        for (position, name) in header.iter().enumerate() {
+            let name = name.trim_ascii();
+            let Some(required) = REQUIRED_COLUMNS
+                .iter()
+                .position(|wanted| wanted.as_bytes().eq_ignore_ascii_case(name))
+            else {
+                continue;
+            };
+            // Two candidates would make the choice of column arbitrary: refuse rather than guess.
+            if found[required].replace(position).is_some() {
+                return Err(ReportError::DuplicateColumn(REQUIRED_COLUMNS[required]));
+            }
+        }
+        let index = |required: usize| {
+            found[required].ok_or(ReportError::MissingColumn(REQUIRED_COLUMNS[required]))
+        };
+        Ok(Columns {
+            report_refresh_date: index(0)?,
+            report_date: index(1)?,
+            report_period: index(2)?,
+            peer_to_peer: index(3)?,
+            organized: index(4)?,
+            participated: index(5)?,
+        })
+    }
+
+    fn row(&self, record: &ByteRecord, records: &Records<'_>) -> Result<ReportRow, ReportError> {
+        // The reader guarantees every record is as wide as the header, so `get` always finds
+        // the cell; an empty fallback keeps that an assumption rather than a panic.
+        let cell = |index: usize| record.get(index).unwrap_or_default();
+        let date = |column: &'static str, index: usize| {
+            let raw = cell(index);
+            cell::date(raw)
+                .map(str::to_owned)
+                .map_err(|_| ReportError::InvalidDate {
+                    line: records.line_of(record),
+                    column,
+                    value: excerpt(raw),
+                })
+        };
+        let count = |column: &'static str, index: usize| {
+            let raw = cell(index);
+            cell::count(raw).map_err(|_| ReportError::InvalidCount {
+                line: records.line_of(record),
+                column,
+                value: excerpt(raw),
+            })
+        };
+        let period = cell(self.report_period);
+        Ok(ReportRow {
+            report_refresh_date: date(REPORT_REFRESH_DATE, self.report_refresh_date)?,
+            report_date: date(REPORT_DATE, self.report_date)?,
+            report_period: cell::days(period).map(str::to_owned).map_err(|_| {
+                ReportError::InvalidReportPeriod {
+                    line: records.line_of(record),
+                    value: excerpt(period),
+                }
+            })?,
+            peer_to_peer: count(PEER_TO_PEER, self.peer_to_peer)?,
+            organized: count(ORGANIZED, self.organized)?,
+            participated: count(PARTICIPATED, self.participated)?,
+        })
+    }
+}
+
+/// The CSV records of a report with blank lines skipped, and the bookkeeping to name the
+/// line of any record in an error.
+struct Records<'a> {
+    /// The whole file after the BOM: lines are counted in it.
+    text: &'a [u8],
+    /// Where the reader's input starts within `text`.
+    start: usize,
+    reader: csv::Reader<&'a [u8]>,
+}
+
+impl<'a> Records<'a> {
+    fn new(text: &'a [u8]) -> Self {
+        // The reader takes its field count from the first record it sees, so a whitespace-only
+        // line before the header has to be cut off here rather than skipped like later ones.
+        let start = leading_blank_lines(text);
+        let reader = ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(false)
+            .from_reader(&text[start..]);
+        Records {
+            text,
+            start,
+            reader,
+        }
+    }
+
+    /// Reads the next non-blank record into `record`; `false` at the end of the file.
+    fn next(&mut self, record: &mut ByteRecord) -> Result<bool, ReportError> {
+        loop {
+            let err = match self.reader.read_byte_record(record) {
+                Ok(more) => return Ok(more),
+                Err(err) => err,
+            };
+            let offset = err.position().map_or(0, csv::Position::byte);
+            // The reader skips empty lines itself but sees a line of spaces as a one-field
+            // record, which the field count check then refuses.
+            if let ErrorKind::UnequalLengths { len: 1, .. } = err.kind()
+                && self.is_blank_line_at(offset)
+            {
+                continue;
+            }
+            let line = self.line_at_offset(offset);
+            return Err(match err.kind() {
+                ErrorKind::UnequalLengths {
+                    expected_len, len, ..
+                } => ReportError::FieldCount {
+                    line,
+                    expected: *expected_len,
+                    found: *len,
+                },
+                _ => ReportError::Unreadable {
+                    line,
+                    reason: err.to_string(),
+                },
+            });
+        }
+    }
+
+    /// The line a record read by `next` starts on.
+    fn line_of(&self, record: &ByteRecord) -> u64 {
+        self.line_at_offset(record.position().map_or(0, csv::Position::byte))
+    }
+
+    /// `offset` is a reader position: the reader's own line numbers are unusable, as it counts
+    /// only `\n` and places a record before the blank lines it skipped to reach it.
+    fn line_at_offset(&self, offset: u64) -> u64 {
+        line_at(self.text, self.record_start(offset))
+    }
+
+    fn is_blank_line_at(&self, offset: u64) -> bool {
+        self.text[self.record_start(offset)..]
+            .iter()
+            .take_while(|&&b| b != b'\r' && b != b'\n')
+            .all(u8::is_ascii_whitespace)
+    }
+
+    /// Index in `text` of the first byte of the record the reader reported at `offset`, past
+    /// the line breaks it skipped.
+    fn record_start(&self, offset: u64) -> usize {
+        let from = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .saturating_add(self.start)
+            .min(self.text.len());
+        let breaks = self.text[from..]
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
+        from + breaks
+    }
+}
+
+/// Length of the blank lines (nothing but spaces and tabs) at the start of `text`.
+fn leading_blank_lines(text: &[u8]) -> usize {
+    let mut start = 0;
+    for (i, &b) in text.iter().enumerate() {
+        match b {
+            b'\r' | b'\n' => start = i + 1,
+            b if b.is_ascii_whitespace() => {}
+            _ => return start,
+        }
+    }
+    text.len()
+}
+
+/// The 1-based line of `text` that byte `offset` is on, counting CRLF, LF and a lone CR as one
+/// line break each, as the CSV reader does.
+fn line_at(text: &[u8], offset: usize) -> u64 {
+    let mut line = 1;
+    let mut after_cr = false;
+    for &b in &text[..offset.min(text.len())] {
+        if b == b'\r' || (b == b'\n' && !after_cr) {
+            line += 1;
+        }
+        after_cr = b == b'\r';
+    }
+    line
+}
+
+fn excerpt(cell: &[u8]) -> String {
+    let text = String::from_utf8_lossy(cell);
+    match text.char_indices().nth(EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str =
+        "Report Refresh Date,Report Date,Report Period,Peer-to-peer,Organized,Participated";
+
+    fn parse(csv: &str) -> Result<Report, ReportError> {
+        parse_report(csv.as_bytes(), Period::D7)
+    }
+
+    fn row(
+        refresh: &str,
+        date: &str,
+        counts: (Option<u64>, Option<u64>, Option<u64>),
+    ) -> ReportRow {
+        ReportRow {
+            report_refresh_date: refresh.to_owned(),
+            report_date: date.to_owned(),
+            report_period: "7".to_owned(),
+            peer_to_peer: counts.0,
+            organized: counts.1,
+            participated: counts.2,
+        }
+    }
+
+    fn dates(report: &Report) -> Vec<&str> {
+        report
+            .value
+            .iter()
+            .map(|r| r.report_date.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn parses_a_report_as_graph_serves_it() {
+        let csv = "\u{feff}Report Refresh Date,Report Date,Report Period,Peer-to-peer,Organized,Participated\r\n\
+                   2026-11-25,2026-11-25,7,12,3,\r\n\
+                   2026-11-25,2026-11-24,7,,0,5\r\n\
+                   2026-11-25,2026-11-23,7,4,1,2\r\n\
+                   2026-11-25,2026-11-22,7,,,\r\n\
+                   2026-11-25,2026-11-21,7,0,0,0\r\n\
+                   2026-11-25,2026-11-20,7,7,2,1\r\n\
+                   2026-11-25,2026-11-19,7,9,,3\r\n\
+                   \r\n";
+
+        let report = parse(csv).unwrap();
+
+        assert_eq!(
+            report,
+            Report {
+                period: Period::D7,
+                report_refresh_date: Some("2026-11-25".to_owned()),
+                value: vec![
+                    row("2026-11-25", "2026-11-25", (Some(12), Some(3), None)),
+                    row("2026-11-25", "2026-11-24", (None, Some(0), Some(5))),
+                    row("2026-11-25", "2026-11-23", (Some(4), Some(1), Some(2))),
+                    row("2026-11-25", "2026-11-22", (None, None, None)),
+                    row("2026-11-25", "2026-11-21", (Some(0), Some(0), Some(0))),
+                    row("2026-11-25", "2026-11-20", (Some(7), Some(2), Some(1))),
+                    row("2026-11-25", "2026-11-19", (Some(9), None, Some(3))),
+                ],
+            }
+        );
+    }
+
+    #[test]
+    fn bom_and_line_endings_do_not_change_the_result() {
+        let lf = format!("{HEADER}\n2026-11-25,2026-11-25,7,12,3,\n2026-11-25,2026-11-24,7,,0,5\n");
+        let crlf = lf.replace('\n', "\r\n");
+        let expected = parse(&lf).unwrap();
+        assert_eq!(expected.value.len(), 2);
+
+        for csv in [
+            format!("\u{feff}{lf}"),
+            crlf.clone(),
+            format!("\u{feff}{crlf}"),
+            lf.trim_end().to_owned(),
+        ] {
+            assert_eq!(parse(&csv), Ok(expected.clone()), "{csv:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_leading_bom_is_stripped() {
+        let csv = format!("{HEADER}\n2026-11-25,2026-11-25,7,\u{feff}1,3,\n");
+        assert!(matches!(
+            parse(&csv),
+            Err(ReportError::InvalidCount {
+                line: 2,
+                column: PEER_TO_PEER,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn maps_columns_by_header_name_in_any_order() {
+        let csv = "Participated,Organized,Report Date,Peer-to-peer,Report Period,Report Refresh Date\n\
+                   5,,2026-11-24,1,7,2026-11-25\n";
+
+        let report = parse(csv).unwrap();
+
+        assert_eq!(
+            report.value,
+            vec![row("2026-11-25", "2026-11-24", (Some(1), None, Some(5)))]
+        );
+    }
+
+    #[test]
+    fn header_names_are_trimmed_and_matched_in_any_letter_case() {
+        let csv = " report refresh date ,REPORT DATE,\"Report Period\",peer-to-PEER,organized\t,Participated\n\
+                   2026-11-25,2026-11-24,7,1,2,3\n";
+
+        let report = parse(csv).unwrap();
+
+        assert_eq!(
+            report.value,
+            vec![row("2026-11-25", "2026-11-24", (Some(1), Some(2), Some(3)))]
+        );
+    }
+
+    #[test]
+    fn ignores_unknown_columns() {
+        let csv = "Tenant,Report Refresh Date,Report Date,Note,Report Period,Peer-to-peer,Organized,Participated,Tenant\n\
+                   x,2026-11-25,2026-11-24,\"a, \"\"quoted\"\"\nnote\",7,1,2,3,\n";
+
+        let report = parse(csv).unwrap();
+
+        assert_eq!(
+            report.value,
+            vec![row("2026-11-25", "2026-11-24", (Some(1), Some(2), Some(3)))]
+        );
+    }
+
+    #[test]
+    fn empty_count_cells_are_none_never_zero() {
+        let csv = format!("{HEADER}\n2026-11-25,2026-11-24,7,,  ,0\n");
+
+        let report = parse(&csv).unwrap();
+
+        assert_eq!(
+            report.value,
+            vec![row("2026-11-25", "2026-11-24", (None, None, Some(0)))]
+        );
+    }
+
+    #[test]
+    fn ignores_blank_lines_anywhere() {
+        let csv = format!(
+            "\r\n  \r\n{HEADER}\r\n\r\n2026-11-25,2026-11-25,7,1,2,3\r\n \t \r\n\r\n\
+             2026-11-25,2026-11-24,7,4,5,6\r\n\r\n   \r\n\r\n"
+        );
+
+        let report = parse(&csv).unwrap();
+
+        assert_eq!(dates(&report), ["2026-11-25", "2026-11-24"]);
+    }
+
+    #[test]
+    fn error_lines_count_the_blank_lines_before_them() {
+        let csv = format!(
+            "\n{HEADER}\r\n\r\n  \r\n2026-11-25,2026-11-25,7,1,2,3\n\n\n2026-11-25,2026-11-24,7,x,5,6\n"
+        );
+
+        assert_eq!(
+            parse(&csv),
+            Err(ReportError::InvalidCount {
+                line: 8,
+                column: PEER_TO_PEER,
+                value: "x".to_owned(),
+            })
+        );
+    }
+
+    #[test]
+    fn error_lines_count_line_breaks_inside_quoted_cells() {
+        let csv = format!(
+            "{HEADER},Note\n2026-11-25,2026-11-25,7,1,2,3,\"two\r\nlines\"\n2026-11-25,2026-11-24,7,1,2,-3,\n"
+        );
+
+        assert!(matches!(
+            parse(&csv),
+            Err(ReportError::InvalidCount {
+                line: 4,
+                column: PARTICIPATED,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_header_without_rows_is_an_empty_report() {
+        for csv in [
+            HEADER.to_owned(),
+            format!("\u{feff}{HEADER}\r\n"),
+            format!("{HEADER}\r\n\r\n\r\n"),
+        ] {
+            assert_eq!(
+                parse(&csv),
+                Ok(Report {
+                    period: Period::D7,
+                    report_refresh_date: None,
+                    value: vec![],
+                }),
+                "{csv:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_header_at_all_is_an_error() {
+        for csv in ["", "\u{feff}", "\r\n\r\n", "\n  \n\t\n", "\u{feff}\n"] {
+            assert_eq!(parse(csv), Err(ReportError::Empty), "{csv:?}");
+        }
+    }
+
+    #[test]
+    fn the_report_keeps_the_period_it_was_asked_for() {
+        for period in Period::ALL {
+            assert_eq!(
+                parse_report(HEADER.as_bytes(), period).unwrap().period,
+                period
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_column_is_named() {
+        for missing in REQUIRED_COLUMNS {
+            let header: Vec<&str> = REQUIRED_COLUMNS
+                .into_iter()
+                .filter(|&name| name != missing)
+                .collect();
+            let csv = format!("{}\n2026-11-25,2026-11-24,7,1,2\n", header.join(","));
+
+            assert_eq!(parse(&csv), Err(ReportError::MissingColumn(missing)));
+        }
+    }
+
+    #[test]
+    fn a_column_that_only_resembles_a_required_one_does_not_count() {
+        let csv =
+            "Report Refresh Date,Report Date,Report Period,Peer to peer,Organized,Participated\n";
+
+        assert_eq!(parse(csv), Err(ReportError::MissingColumn(PEER_TO_PEER)));
+    }
+
+    #[test]
+    fn a_duplicated_column_is_an_error() {
+        for csv in [
+            format!("{HEADER},Organized\n"),
+            format!("{HEADER}, organized \n"),
+            format!("Report Date,{HEADER}\n"),
+        ] {
+            assert!(
+                matches!(parse(&csv), Err(ReportError::DuplicateColumn(_))),
+                "{csv:?}"
+            );
+        }
+        assert_eq!(
+            parse(&format!("{HEADER},ORGANIZED\n")),
+            Err(ReportError::DuplicateColumn(ORGANIZED))
+        );
+    }
+
+    #[test]
+    fn a_non_numeric_count_is_an_error_with_line_and_column() {
+        let csv =
+            format!("{HEADER}\n2026-11-25,2026-11-25,7,1,2,3\n2026-11-25,2026-11-24,7,1,two,3\n");
+
+        assert_eq!(
+            parse(&csv),
+            Err(ReportError::InvalidCount {
+                line: 3,
+                column: ORGANIZED,
+                value: "two".to_owned(),
+            })
+        );
+    }
+
+    #[test]
+    fn a_negative_count_is_an_error() {
+        let csv = format!("{HEADER}\n2026-11-25,2026-11-24,7,-1,2,3\n");
+
+        assert_eq!(
+            parse(&csv),
+            Err(ReportError::InvalidCount {
+                line: 2,
+                column: PEER_TO_PEER,
+                value: "-1".to_owned(),
+            })
+        );
+    }
+
+    #[test]
+    fn a_count_beyond_u64_is_an_error() {
+        let max = format!("{HEADER}\n2026-11-25,2026-11-24,7,18446744073709551615,2,3\n");
+        let over = format!("{HEADER}\n2026-11-25,2026-11-24,7,18446744073709551616,2,3\n");
+
+        assert_eq!(parse(&max).unwrap().value[0].peer_to_peer, Some(u64::MAX));
+        assert!(matches!(
+            parse(&over),
+            Err(ReportError::InvalidCount {
+                line: 2,
+                column: PEER_TO_PEER,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_date_that_is_not_a_real_day_is_an_error() {
+        for bad in [
+            "2026-02-30",
+            "2026-13-01",
+            "26-1-1",
+            "2025-02-29",
+            "2026-11-25T00:00",
+        ] {
+            let csv = format!("{HEADER}\n2026-11-25,{bad},7,1,2,3\n");
+
+            assert_eq!(
+                parse(&csv),
+                Err(ReportError::InvalidDate {
+                    line: 2,
+                    column: REPORT_DATE,
+                    value: bad.to_owned(),
+                }),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn leap_days_are_real_days() {
+        let csv =
+            format!("{HEADER}\n2024-03-01,2024-02-29,7,1,2,3\n2000-03-01,2000-02-29,7,1,2,3\n");
+
+        assert_eq!(parse(&csv).unwrap().value.len(), 2);
+    }
+
+    #[test]
+    fn dates_must_not_be_empty() {
+        let no_refresh = format!("{HEADER}\n,2026-11-24,7,1,2,3\n");
+        let no_date = format!("{HEADER}\n2026-11-25, ,7,1,2,3\n");
+
+        assert_eq!(
+            parse(&no_refresh),
+            Err(ReportError::InvalidDate {
+                line: 2,
+                column: REPORT_REFRESH_DATE,
+                value: String::new(),
+            })
+        );
+        assert!(matches!(
+            parse(&no_date),
+            Err(ReportError::InvalidDate {
+                line: 2,
+                column: REPORT_DATE,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn the_report_period_must_be_a_number_of_days() {
+        for bad in ["", "D7", "-7", "7 days"] {
+            let csv = format!("{HEADER}\n2026-11-25,2026-11-24,{bad},1,2,3\n");
+
+            assert_eq!(
+                parse(&csv),
+                Err(ReportError::InvalidReportPeriod {
+                    line: 2,
+                    value: bad.to_owned(),
+                }),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error_with_its_line() {
+        let mut csv =
+            format!("{HEADER}\r\n2026-11-25,2026-11-25,7,1,2,3\r\n2026-11-25,2026-11-24,7,")
+                .into_bytes();
+        csv.extend_from_slice(b"\xff\xfe,2,3\r\n");
+
+        assert_eq!(
+            parse_report(&csv, Period::D7),
+            Err(ReportError::InvalidUtf8 { line: 3 })
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_in_an_ignored_column_is_still_an_error() {
+        let mut csv = format!("{HEADER},Note\n2026-11-25,2026-11-25,7,1,2,3,").into_bytes();
+        csv.extend_from_slice(b"caf\xe9\n");
+
+        assert_eq!(
+            parse_report(&csv, Period::D7),
+            Err(ReportError::InvalidUtf8 { line: 2 })
+        );
+    }
+
+    #[test]
+    fn a_row_with_too_few_or_too_many_fields_is_an_error_with_its_line() {
+        let short =
+            format!("{HEADER}\n2026-11-25,2026-11-25,7,1,2,3\n2026-11-25,2026-11-24,7,1,2\n");
+        let long = format!("{HEADER}\r\n\r\n2026-11-25,2026-11-24,7,1,2,3,4\r\n");
+
+        assert_eq!(
+            parse(&short),
+            Err(ReportError::FieldCount {
+                line: 3,
+                expected: 6,
+                found: 5,
+            })
+        );
+        assert_eq!(
+            parse(&long),
+            Err(ReportError::FieldCount {
+                line: 3,
+                expected: 6,
+                found: 7,
+            })
+        );
+    }
+
+    #[test]
+    fn a_single_non_blank_field_is_not_mistaken_for_a_blank_line() {
+        let csv = format!("{HEADER}\n2026-11-25,2026-11-24,7,1,2,3\n\" \"\n");
+
+        assert_eq!(
+            parse(&csv),
+            Err(ReportError::FieldCount {
+                line: 3,
+                expected: 6,
+                found: 1,
+            })
+        );
+    }
+
+    #[test]
+    fn rows_given_oldest_first_come_out_newest_first() {
+        let csv = format!(
+            "{HEADER}\n\
+             2026-11-25,2026-11-19,7,1,,\n\
+             2026-11-25,2026-11-20,7,2,,\n\
+             2026-11-25,2026-11-21,7,3,,\n\
+             2026-11-25,2026-11-22,7,4,,\n\
+             2026-11-25,2026-11-23,7,5,,\n\
+             2026-11-25,2026-11-24,7,6,,\n\
+             2026-11-25,2026-11-25,7,7,,\n"
+        );
+
+        let report = parse(&csv).unwrap();
+
+        assert_eq!(
+            dates(&report),
+            [
+                "2026-11-25",
+                "2026-11-24",
+                "2026-11-23",
+                "2026-11-22",
+                "2026-11-21",
+                "2026-11-20",
+                "2026-11-19"
+            ]
+        );
+        let counts: Vec<_> = report.value.iter().map(|r| r.peer_to_peer).collect();
+        assert_eq!(counts, (1..=7).rev().map(Some).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_refresh_date_is_that_of_the_newest_row() {
+        let csv =
+            format!("{HEADER}\n2026-11-24,2026-11-20,7,1,2,3\n2026-11-25,2026-11-21,7,1,2,3\n");
+
+        assert_eq!(
+            parse(&csv).unwrap().report_refresh_date.as_deref(),
+            Some("2026-11-25")
+        );
+    }
+
+    #[test]
+    fn rows_of_the_same_date_keep_their_order() {
+        // Enough rows that an unstable sort would not happen to keep them by chance.
+        let mut csv = format!("{HEADER}\n");
+        for n in 0..60 {
+            let day = if n % 3 == 0 { 25 } else { 24 };
+            csv += &format!("2026-11-25,2026-11-{day},7,{n},,\n");
+        }
+
+        let report = parse(&csv).unwrap();
+
+        let counts: Vec<_> = report.value.iter().filter_map(|r| r.peer_to_peer).collect();
+        let newest = (0..60).filter(|n| n % 3 == 0);
+        let older = (0..60).filter(|n| n % 3 != 0);
+        assert_eq!(counts, newest.chain(older).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn long_values_are_cut_short_in_errors() {
+        let long = "9".repeat(10_000) + "x";
+        let csv = format!("{HEADER}\n2026-11-25,2026-11-24,7,{long},2,3\n");
+
+        let err = parse(&csv).unwrap_err();
+
+        let ReportError::InvalidCount { value, .. } = &err else {
+            panic!("unexpected {err:?}");
+        };
+        assert_eq!(value, &format!("{}…", "9".repeat(40)));
+        assert!(err.to_string().len() < 200, "{err}");
+    }
+
+    #[test]
+    fn messages_name_the_line_the_column_and_the_value() {
+        let cases = [
+            (
+                ReportError::Empty,
+                "the report is empty: it has no header row",
+            ),
+            (
+                ReportError::InvalidUtf8 { line: 3 },
+                "line 3: the report is not valid UTF-8",
+            ),
+            (
+                ReportError::MissingColumn(ORGANIZED),
+                "the report has no \"Organized\" column",
+            ),
+            (
+                ReportError::DuplicateColumn(REPORT_DATE),
+                "the report has more than one \"Report Date\" column",
+            ),
+            (
+                ReportError::FieldCount {
+                    line: 4,
+                    expected: 6,
+                    found: 5,
+                },
+                "line 4: 5 fields where the header has 6",
+            ),
+            (
+                ReportError::InvalidCount {
+                    line: 2,
+                    column: PEER_TO_PEER,
+                    value: "-1".to_owned(),
+                },
+                "line 2, column \"Peer-to-peer\": expected an empty cell or a whole number \
+                 from 0 to 18446744073709551615, found \"-1\"",
+            ),
+            (
+                ReportError::InvalidDate {
+                    line: 2,
+                    column: REPORT_DATE,
+                    value: "2026-02-30".to_owned(),
+                },
+                "line 2, column \"Report Date\": expected a date YYYY-MM-DD, found \"2026-02-30\"",
+            ),
+            (
+                ReportError::InvalidReportPeriod {
+                    line: 2,
+                    value: "D7".to_owned(),
+                },
+                "line 2, column \"Report Period\": expected a number of days, found \"D7\"",
+            ),
+        ];
+        for (err, message) in cases {
+            assert_eq!(err.to_string(), message);
+        }
+    }
+
+    #[test]
+    fn control_characters_in_a_value_are_escaped_in_the_message() {
+        let csv = format!("{HEADER}\n2026-11-25,2026-11-24,7,\"1\n2\",2,3\n");
+
+        let err = parse(&csv).unwrap_err();
+
+        assert!(!err.to_string().contains('\n'), "{err}");
+    }
 }
