@@ -410,11 +410,13 @@ def check_rendering(res: Results, name: str, values: dict[str, Any], manifests) 
     # Service: selects the gateway pods, port http -> targetPort http.
     service = kinds["Service"][0]
     res.check(service["spec"]["selector"] == selector, f"{prefix} Service selector == Deployment selector")
+    service_ports = service["spec"].get("ports") or [{}]
     res.check(
-        service["spec"]["ports"][0]["name"] == "http"
-        and service["spec"]["ports"][0]["targetPort"] == "http"
-        and service["spec"]["ports"][0]["port"] == values["service"]["port"],
-        f"{prefix} Service port http -> targetPort http",
+        len(service_ports) == 1
+        and service_ports[0].get("name") == "http"
+        and service_ports[0].get("targetPort") == "http"
+        and service_ports[0].get("port") == values["service"]["port"],
+        f"{prefix} Service port http -> targetPort http (got {service_ports})",
     )
     res.check(service["spec"]["type"] == values["service"]["type"], f"{prefix} Service type")
 
@@ -577,9 +579,18 @@ def main() -> int:
         f"missing: {sorted(set(CONFIG_ENV) - config_keys)})",
     )
 
+    # A values file that is not even YAML is a failure of its own, not a crash.
+    parsed: dict[Path, dict[str, Any]] = {}
+    for path in values_files:
+        try:
+            parsed[path] = load_values(path)
+        except yaml.YAMLError as e:
+            res.check(False, f"{path.name} is not valid YAML: {' '.join(str(e).split())}")
+    values_files = [p for p in values_files if p in parsed]
+
     print("\n== helm lint --strict")
     for path in values_files:
-        report = helm.lint(CHART, load_values(path), strict=True, kube_version=f"v{KUBE_VERSIONS[0]}")
+        report = helm.lint(CHART, parsed[path], strict=True, kube_version=f"v{KUBE_VERSIONS[0]}")
         msgs = report.get("messages") or []
         by_sev = {sev: [m for m in msgs if m["severity"] == sev] for sev in (1, 2, 3)}
         ok = res.check(
@@ -597,7 +608,7 @@ def main() -> int:
     summary = []
     for path in values_files:
         before_pass, before_fail = res.passed, len(res.failures)
-        user_values = load_values(path)
+        user_values = parsed[path]
         try:
             rendered = render(chart, user_values)
         except helm.HelmError as e:
@@ -617,7 +628,11 @@ def main() -> int:
             if args.verbose:
                 print(f"    {m['kind']}/{m['metadata']['name']} ({template})")
         merged = chart.merge_values(user_values)
-        check_rendering(res, path.name, merged, manifests)
+        try:
+            check_rendering(res, path.name, merged, manifests)
+        except (KeyError, IndexError, TypeError, ValueError) as e:
+            # A manifest too broken for the assertions to walk is a failure, not a crash.
+            res.check(False, f"[{path.name}] assertions stopped at a missing or malformed field: {e!r}")
         kinds = ", ".join(f"{k}" for k in sorted(by_kind(manifests)))
         print(
             f"  {path.name}: {len(manifests)} manifests rendered, {validated} validated "

@@ -32,9 +32,21 @@ if ! "$venv/bin/python" -c 'import helm_python, kubernetes_validate, yaml' 2>/de
     --only-binary=:all: -r "$requirements"
 fi
 
+# Both checks run even when the first fails, so one CI run shows every problem.
+status=0
+
 echo "== hadolint $("$venv/bin/hadolint" --version | awk '{print $NF}') Dockerfile"
-"$venv/bin/hadolint" --config .hadolint.yaml Dockerfile
-echo "hadolint: Dockerfile clean (config .hadolint.yaml, failure threshold info, no rule ignored)"
+if "$venv/bin/hadolint" --no-color --config .hadolint.yaml Dockerfile; then
+  echo "hadolint: Dockerfile clean (config .hadolint.yaml, failure threshold info, no rule ignored)"
+else
+  echo "hadolint: Dockerfile FAILED"
+  status=1
+fi
 echo
 
-"$venv/bin/python" "$here/check_chart.py" "$@"
+"$venv/bin/python" "$here/check_chart.py" "$@" || status=1
+
+if [[ $status -ne 0 ]]; then
+  echo "ci/deploy/run.sh: FAILED" >&2
+fi
+exit "$status"
