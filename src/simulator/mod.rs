@@ -7,11 +7,12 @@
 //! column order and empty cells, and data that is deterministic per tenant, period, data version
 //! and refresh date. On top of that it offers what Graph does not: faults to switch on, forged
 //! tokens to reject, a data version to advance, and a record of every call with the headers it
-//! carried, through [`Simulator`].
+//! carried, through [`Simulator`] and an HTTP control API under `/_simulator/` for scripts.
 //!
 //! The tenant of a call is the `tid` claim of a JWT or, for an opaque token, a hash of it; like
 //! the gateway, the simulator does not verify tokens beyond `exp` and [`Simulator::reject_token`].
 
+mod control;
 mod csv;
 mod date;
 mod handlers;
@@ -150,6 +151,7 @@ impl Simulator {
             App::new()
                 .app_data(app_state.clone())
                 .configure(handlers::routes)
+                .service(control::scope())
         })
         .workers(workers)
         // The embedding process (the gateway in --demo) owns the signals and decides when the
