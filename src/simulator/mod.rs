@@ -17,6 +17,8 @@ mod csv;
 mod date;
 mod handlers;
 mod state;
+#[cfg(test)]
+mod tests;
 
 use std::{io, sync::Arc, time::Duration};
 
