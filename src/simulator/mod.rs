@@ -1,23 +1,284 @@
-//! The Graph simulator is being written on its own branch; this placeholder only lets the
-//! gateway's start-up code compile until it lands, and refuses `--demo` meanwhile.
+//! The Graph simulator: a real actix-web server on loopback that speaks Microsoft Graph's wire
+//! protocol for `getSkypeForBusinessActivityCounts`, for the black-box tests, `--demo` and the
+//! benchmarks.
+//!
+//! It owns what Graph would: the `302` to a short-lived pre-authenticated download on its own
+//! origin, strong ETags and `304`, Graph-shaped errors, the BOM + CRLF CSV with a per-tenant
+//! column order and empty cells, and data that is deterministic per tenant, period, data version
+//! and refresh date. On top of that it offers what Graph does not: faults to switch on, forged
+//! tokens to reject, a data version to advance, and a record of every call with the headers it
+//! carried, through [`Simulator`] and an HTTP control API under `/_simulator/` for scripts.
+//!
+//! The tenant of a call is the `tid` claim of a JWT or, for an opaque token, a hash of it; like
+//! the gateway, the simulator does not verify tokens beyond `exp` and [`Simulator::reject_token`].
 
+mod control;
+mod csv;
+mod date;
+mod handlers;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::{io, sync::Arc, time::Duration};
+
+use actix_web::{App, HttpServer, dev::ServerHandle, web};
+use base64::Engine as _;
+use serde::Serialize;
+
+use crate::report::Period;
+use csv::{CsvShape, ReportData};
+use date::Day;
+use state::Shared;
+
+/// How the simulated Graph behaves when no fault is queued.
+#[derive(Debug, Clone)]
+pub struct SimulatorConfig {
+    /// Added to every report call.
+    pub report_latency: Duration,
+    /// Added to every download.
+    pub download_latency: Duration,
+    /// How long a `Location` from a `302` can be downloaded.
+    pub download_ttl: Duration,
+    /// The report's refresh date, `YYYY-MM-DD`; `None` follows the clock: today (UTC) minus 2 days.
+    pub refresh_date: Option<String>,
+    /// Server worker threads.
+    pub workers: usize,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig {
+            report_latency: Duration::ZERO,
+            download_latency: Duration::ZERO,
+            download_ttl: Duration::from_secs(5 * 60),
+            refresh_date: None,
+            workers: 1,
+        }
+    }
+}
+
+/// A running simulator. Clones share the same server and state.
+///
+/// The server runs until [`Simulator::stop`] or until the runtime it was started on shuts down.
 #[derive(Clone)]
-pub struct Simulator;
+pub struct Simulator {
+    shared: Arc<Shared>,
+    handle: ServerHandle,
+    port: u16,
+}
+
+/// Which endpoint a call reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CallKind {
+    /// `GET /v1.0/reports/getSkypeForBusinessActivityCounts(...)`
+    Report,
+    /// `GET /data/download/{id}?sig=...`
+    Download,
+}
+
+/// A call as the simulator received it, recorded before it was answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeenCall {
+    pub kind: CallKind,
+    pub path_and_query: String,
+    /// The status it was (or is being) answered with.
+    pub status: u16,
+    /// Header names lowercase, sorted by name (actix does not keep the wire order).
+    pub headers: Vec<(String, String)>,
+}
+
+impl SeenCall {
+    /// The first value of a header, by name in any letter case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A misbehaviour to switch on. Faults apply only to calls Graph would otherwise answer
+/// normally: a call refused for its token or URL, or a download of a dead link, consumes none.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// A report call answers this status with a Graph-shaped error, and `Retry-After` when given.
+    Status {
+        status: u16,
+        retry_after: Option<u64>,
+    },
+    /// A report call answers normally after this delay.
+    Delay(Duration),
+    /// A download answers normally after this delay.
+    DownloadDelay(Duration),
+    /// A download answers this status.
+    DownloadStatus(u16),
+    /// The CSV lacks the `Organized` column and has garbage in `Peer-to-peer`. Applies to a
+    /// download, or to the body of a report call answered under [`Fault::DirectCsv`].
+    MalformedCsv,
+    /// A well-formed CSV of at least this many bytes; applies like [`Fault::MalformedCsv`].
+    OversizedCsv(usize),
+    /// The `302`'s `Location` is this URL instead of the simulator's own download.
+    ForeignRedirect(String),
+    /// A `302` without `Location`.
+    MissingLocation,
+    /// The report call answers `200` with the CSV (and ETag) itself, as some deployments do.
+    DirectCsv,
+}
 
 impl Simulator {
-    pub async fn start() -> std::io::Result<Simulator> {
-        Err(std::io::Error::other(
-            "the Graph simulator has not landed yet",
-        ))
+    /// Starts a simulator with [`SimulatorConfig::default`].
+    pub async fn start() -> io::Result<Simulator> {
+        Simulator::start_with(SimulatorConfig::default()).await
     }
 
+    /// Binds `127.0.0.1:0` and serves on the current actix runtime. The socket is listening
+    /// when this returns, so the first call cannot race the start-up.
+    pub async fn start_with(config: SimulatorConfig) -> io::Result<Simulator> {
+        let refresh = match config.refresh_date.as_deref() {
+            None => None,
+            Some(text) => Some(text.parse::<Day>().map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("refresh_date {text:?} is not a YYYY-MM-DD date"),
+                )
+            })?),
+        };
+        let workers = config.workers.max(1);
+        let state = web::Data::new(Shared::new(config, refresh));
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .configure(handlers::routes)
+                .service(control::scope())
+        })
+        .workers(workers)
+        // The embedding process (the gateway in --demo) owns the signals and decides when the
+        // simulator stops: it must outlive the gateway's graceful drain.
+        .disable_signals()
+        .bind(("127.0.0.1", 0))?;
+        let port = server
+            .addrs()
+            .first()
+            .map(|a| a.port())
+            .ok_or_else(|| io::Error::other("the simulator bound no address"))?;
+        state.set_origin(format!("http://127.0.0.1:{port}"));
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Ok(Simulator {
+            shared: state.into_inner(),
+            handle,
+            port,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT`
     pub fn origin(&self) -> String {
-        String::new()
+        format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// `http://127.0.0.1:PORT/v1.0`, what the gateway's `--graph-base-url` should be.
     pub fn graph_base_url(&self) -> String {
-        String::new()
+        format!("{}/v1.0", self.origin())
     }
 
-    pub async fn stop(&self) {}
+    /// Queues `fault` for the next `times` calls it concerns.
+    pub fn fail_next(&self, times: u32, fault: Fault) {
+        self.shared.lock().queue_fault(fault, Some(times));
+    }
+
+    /// Queues `fault` for every call it concerns until [`Simulator::clear_faults`]. Faults queued
+    /// after it for the same calls never get their turn.
+    pub fn fail_always(&self, fault: Fault) {
+        self.shared.lock().queue_fault(fault, None);
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.lock().clear_faults();
+    }
+
+    /// Report calls with exactly this token get `401 InvalidAuthenticationToken`, as Graph
+    /// answers a token whose signature does not verify.
+    pub fn reject_token(&self, token: &str) {
+        self.shared.lock().reject(token);
+    }
+
+    /// Publishes a new data version: every tenant's counts and ETags change.
+    /// Links already issued keep serving the version they were issued for.
+    pub fn advance_data(&self) {
+        self.shared.lock().version += 1;
+    }
+
+    pub fn report_calls(&self) -> usize {
+        self.shared.lock().report_calls
+    }
+
+    pub fn download_calls(&self) -> usize {
+        self.shared.lock().download_calls
+    }
+
+    /// The last 1000 calls, most recent last.
+    pub fn calls(&self) -> Vec<SeenCall> {
+        self.shared.lock().calls()
+    }
+
+    /// Zeroes the counters and empties the call log; faults and rejected tokens stay.
+    pub fn reset_counters(&self) {
+        self.shared.lock().reset_counters();
+    }
+
+    /// The CSV a download for `token` would serve now (without faults), so a test can compute
+    /// the report the gateway should answer.
+    pub fn report_csv(&self, token: &str, period: Period) -> Vec<u8> {
+        self.report_data(token, period).csv(CsvShape::Valid)
+    }
+
+    /// The ETag Graph would answer for `token` and `period` now, quotes included.
+    pub fn etag(&self, token: &str, period: Period) -> String {
+        self.report_data(token, period).etag()
+    }
+
+    fn report_data(&self, token: &str, period: Period) -> ReportData {
+        ReportData {
+            tenant: handlers::tenant_of(token),
+            period,
+            version: self.shared.lock().version,
+            refresh: self.shared.refresh_day(),
+        }
+    }
+
+    /// Stops at once, cutting calls in flight, as when Graph becomes unreachable.
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}
+
+/// A JWT-shaped token (`header.payload.signature`, base64url) with `tid` and, when given, `exp`,
+/// for tests and the demo. Its signature is not real, so only the simulator accepts it. Each
+/// call returns a different token (a random `uti` claim), even for the same tenant and expiry.
+pub fn test_token(tenant: &str, exp: Option<u64>) -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "kid": "simulator"});
+    let mut payload = serde_json::json!({
+        "aud": "https://graph.microsoft.com",
+        "tid": tenant,
+        "uti": uuid::Uuid::new_v4().simple().to_string(),
+    });
+    if let Some(exp) = exp {
+        payload["exp"] = exp.into();
+    }
+    format!(
+        "{}.{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(payload.to_string()),
+        b64.encode(b"simulator-signature"),
+    )
 }

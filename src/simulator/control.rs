@@ -1,0 +1,229 @@
+//! The HTTP control API under `/_simulator/`, for scripts that cannot hold a
+//! [`Simulator`](super::Simulator) handle: benchmarks and CI.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /_simulator/stats` | `{"reportCalls":N,"downloadCalls":M}` |
+//! | `GET /_simulator/calls` | the call log: `[{"kind":"report","pathAndQuery":"...","status":302,"headers":[["name","value"]]}]` |
+//! | `POST /_simulator/reset` | `204`: counters, call log and faults cleared |
+//! | `POST /_simulator/faults` | `204`: one fault queued (body below); `400` with `{"error":"..."}` if the body is wrong |
+//! | `DELETE /_simulator/faults` | `204`: faults cleared |
+//! | `POST /_simulator/advance-data` | `204`: a new data version, every ETag changes |
+//!
+//! A fault body is `{"fault":KIND, ...fields, "times":N}` or `{..., "always":true}` (no `times`
+//! means once). Kinds and fields: `status` (`status`, optional `retryAfter` seconds), `delay`
+//! (`ms`), `downloadDelay` (`ms`), `downloadStatus` (`status`), `malformedCsv`,
+//! `oversizedCsv` (`bytes`), `foreignRedirect` (`location`), `missingLocation`, `directCsv`.
+//! For example `{"fault":"status","status":429,"retryAfter":2,"times":3}`. Any content type is
+//! accepted, so `curl -d` works as is.
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use super::{Fault, state::Shared};
+
+pub(super) fn scope() -> actix_web::Scope {
+    web::scope("/_simulator")
+        .route("/stats", web::get().to(stats))
+        .route("/calls", web::get().to(calls))
+        .route("/reset", web::post().to(reset))
+        .route("/faults", web::post().to(add_fault))
+        .route("/faults", web::delete().to(clear_faults))
+        .route("/advance-data", web::post().to(advance_data))
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Stats {
+    pub report_calls: usize,
+    pub download_calls: usize,
+}
+
+/// [`Fault`] as JSON: durations in milliseconds, statuses checked.
+#[derive(Debug, Deserialize)]
+#[serde(
+    tag = "fault",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+enum FaultSpec {
+    Status {
+        status: u16,
+        retry_after: Option<u64>,
+    },
+    Delay {
+        ms: u64,
+    },
+    DownloadDelay {
+        ms: u64,
+    },
+    DownloadStatus {
+        status: u16,
+    },
+    MalformedCsv,
+    OversizedCsv {
+        bytes: usize,
+    },
+    ForeignRedirect {
+        location: String,
+    },
+    MissingLocation,
+    DirectCsv,
+}
+
+#[derive(Debug, Deserialize)]
+struct FaultRequest {
+    #[serde(flatten)]
+    fault: FaultSpec,
+    times: Option<u32>,
+    #[serde(default)]
+    always: bool,
+}
+
+impl FaultRequest {
+    /// The fault and how many times it applies (`None`: always).
+    fn into_fault(self) -> Result<(Fault, Option<u32>), String> {
+        let error_status = |status: u16| {
+            (400..=599)
+                .contains(&status)
+                .then_some(status)
+                .ok_or_else(|| format!("status {status} is not an error status (400-599)"))
+        };
+        let fault = match self.fault {
+            FaultSpec::Status {
+                status,
+                retry_after,
+            } => Fault::Status {
+                status: error_status(status)?,
+                retry_after,
+            },
+            FaultSpec::Delay { ms } => Fault::Delay(Duration::from_millis(ms)),
+            FaultSpec::DownloadDelay { ms } => Fault::DownloadDelay(Duration::from_millis(ms)),
+            FaultSpec::DownloadStatus { status } => Fault::DownloadStatus(error_status(status)?),
+            FaultSpec::MalformedCsv => Fault::MalformedCsv,
+            FaultSpec::OversizedCsv { bytes } => Fault::OversizedCsv(bytes),
+            FaultSpec::ForeignRedirect { location } => Fault::ForeignRedirect(location),
+            FaultSpec::MissingLocation => Fault::MissingLocation,
+            FaultSpec::DirectCsv => Fault::DirectCsv,
+        };
+        match (self.times, self.always) {
+            (Some(_), true) => Err("give either times or always, not both".into()),
+            (Some(0), false) => Err("times must be at least 1".into()),
+            (times, false) => Ok((fault, Some(times.unwrap_or(1)))),
+            (None, true) => Ok((fault, None)),
+        }
+    }
+}
+
+async fn stats(shared: web::Data<Shared>) -> HttpResponse {
+    let state = shared.lock();
+    HttpResponse::Ok().json(Stats {
+        report_calls: state.report_calls,
+        download_calls: state.download_calls,
+    })
+}
+
+async fn calls(shared: web::Data<Shared>) -> HttpResponse {
+    let calls = shared.lock().calls();
+    HttpResponse::Ok().json(calls)
+}
+
+async fn reset(shared: web::Data<Shared>) -> HttpResponse {
+    let mut state = shared.lock();
+    state.reset_counters();
+    state.clear_faults();
+    HttpResponse::NoContent().finish()
+}
+
+async fn add_fault(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let parsed = serde_json::from_slice::<FaultRequest>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(FaultRequest::into_fault);
+    match parsed {
+        Ok((fault, times)) => {
+            shared.lock().queue_fault(fault, times);
+            HttpResponse::NoContent().finish()
+        }
+        Err(error) => HttpResponse::BadRequest().json(serde_json::json!({ "error": error })),
+    }
+}
+
+async fn clear_faults(shared: web::Data<Shared>) -> HttpResponse {
+    shared.lock().clear_faults();
+    HttpResponse::NoContent().finish()
+}
+
+async fn advance_data(shared: web::Data<Shared>) -> HttpResponse {
+    shared.lock().version += 1;
+    HttpResponse::NoContent().finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<(Fault, Option<u32>), String> {
+        serde_json::from_str::<FaultRequest>(json)
+            .map_err(|e| e.to_string())
+            .and_then(FaultRequest::into_fault)
+    }
+
+    #[test]
+    fn every_fault_kind_has_a_json_form() {
+        let cases = [
+            r#"{"fault":"status","status":429,"retryAfter":2}"#,
+            r#"{"fault":"status","status":503}"#,
+            r#"{"fault":"delay","ms":10}"#,
+            r#"{"fault":"downloadDelay","ms":10}"#,
+            r#"{"fault":"downloadStatus","status":500}"#,
+            r#"{"fault":"malformedCsv"}"#,
+            r#"{"fault":"oversizedCsv","bytes":1000}"#,
+            r#"{"fault":"foreignRedirect","location":"https://evil.example/x"}"#,
+            r#"{"fault":"missingLocation"}"#,
+            r#"{"fault":"directCsv"}"#,
+        ];
+        for json in cases {
+            assert!(parse(json).is_ok(), "{json}");
+        }
+        assert!(matches!(
+            parse(r#"{"fault":"status","status":429,"retryAfter":2,"times":3}"#),
+            Ok((
+                Fault::Status {
+                    status: 429,
+                    retry_after: Some(2)
+                },
+                Some(3)
+            ))
+        ));
+    }
+
+    #[test]
+    fn times_defaults_to_once_and_always_never_runs_out() {
+        assert!(matches!(
+            parse(r#"{"fault":"directCsv"}"#),
+            Ok((_, Some(1)))
+        ));
+        assert!(matches!(
+            parse(r#"{"fault":"directCsv","always":true}"#),
+            Ok((_, None))
+        ));
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_meant() {
+        for json in [
+            r#"{"fault":"teapot"}"#,
+            r#"{"status":429}"#,
+            r#"{"fault":"status"}"#,
+            r#"{"fault":"status","status":200}"#,
+            r#"{"fault":"downloadStatus","status":99}"#,
+            r#"{"fault":"directCsv","times":0}"#,
+            r#"{"fault":"directCsv","times":2,"always":true}"#,
+            "not json",
+        ] {
+            assert!(parse(json).is_err(), "{json}");
+        }
+    }
+}

@@ -1,0 +1,517 @@
+//! The routes Graph itself would serve: the report function, its pre-authenticated download,
+//! and Graph's `400` for anything else.
+//!
+//! Each call is decided first (under the state lock, quickly), recorded, then delayed by the
+//! configured latency and faults, then answered: a test can see a call the gateway abandoned.
+
+use std::time::{Duration, Instant};
+
+use actix_web::{
+    HttpRequest, HttpResponse,
+    http::{
+        StatusCode,
+        header::{CONTENT_TYPE, ETAG, HeaderMap, IF_NONE_MATCH, LOCATION, RETRY_AFTER},
+    },
+    web,
+};
+
+use super::{
+    CallKind, Fault, SeenCall,
+    csv::{CsvShape, ReportData, opaque_tenant},
+    date::{timestamp_now, unix_seconds},
+    state::{LinkRefusal, Shared, Target},
+};
+use crate::{
+    auth::{BearerToken, Claims},
+    report::Period,
+};
+
+const FUNCTION: &str = "getSkypeForBusinessActivityCounts";
+
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1.0/reports/{function}", web::get().to(report))
+        .route("/data/download/{id}", web::get().to(download))
+        .default_service(web::to(unknown_segment));
+}
+
+async fn report(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
+    let ids = Ids::of(&req);
+    let (answer, delay) = answer_report(&req, &shared);
+    record(&shared, CallKind::Report, &req, answer.status());
+    pause(shared.config.report_latency + delay).await;
+    answer.respond(&ids)
+}
+
+async fn download(
+    req: HttpRequest,
+    id: web::Path<String>,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
+    let ids = Ids::of(&req);
+    let (answer, delay) = answer_download(&req, &id, &shared);
+    record(&shared, CallKind::Download, &req, answer.status());
+    pause(shared.config.download_latency + delay).await;
+    answer.respond(&ids)
+}
+
+async fn unknown_segment(req: HttpRequest) -> HttpResponse {
+    let segment = req.path().rsplit('/').find(|s| !s.is_empty()).unwrap_or("");
+    let message = format!("Resource not found for the segment '{segment}'.");
+    Answer::Error(GraphError::bad_request(message)).respond(&Ids::of(&req))
+}
+
+/// Graph checks the token before the URL, and only calls it would answer normally meet faults.
+fn answer_report(req: &HttpRequest, shared: &Shared) -> (Answer, Duration) {
+    let refuse = |error: GraphError| (Answer::Error(error), Duration::ZERO);
+    let Some(bearer) = BearerToken::from_headers(req.headers()) else {
+        return refuse(GraphError::unauthenticated("Access token is empty."));
+    };
+    let token = bearer.token();
+    if shared.lock().is_rejected(token) {
+        return refuse(GraphError::unauthenticated(
+            "Access token validation failure.",
+        ));
+    }
+    if let Some(exp) = Claims::unverified(token).and_then(|c| c.expires_at())
+        && exp <= unix_seconds()
+    {
+        return refuse(GraphError::unauthenticated(
+            "Lifetime validation failed, the token is expired.",
+        ));
+    }
+    let period = match parse_function(req.path()) {
+        Ok(period) => period,
+        Err(message) => return refuse(GraphError::bad_request(message)),
+    };
+    let tenant = tenant_of(token);
+
+    let mut state = shared.lock();
+    let data = ReportData {
+        tenant,
+        period,
+        version: state.version,
+        refresh: shared.refresh_day(),
+    };
+    let etag = data.etag();
+    let not_modified = if_none_match(req.headers(), &etag);
+    let fault = state.take_fault(Target::Report { not_modified });
+    let delay = match fault {
+        Some(Fault::Delay(delay)) => delay,
+        _ => Duration::ZERO,
+    };
+    let answer = match fault {
+        Some(Fault::Status {
+            status,
+            retry_after,
+        }) => Answer::Error(GraphError::from_status(status, retry_after)),
+        _ if not_modified => Answer::NotModified { etag },
+        Some(Fault::DirectCsv) => {
+            let shape = body_shape(state.take_fault(Target::DirectBody));
+            drop(state);
+            Answer::Csv {
+                etag,
+                body: data.csv(shape),
+            }
+        }
+        Some(Fault::ForeignRedirect(url)) => Answer::Found {
+            etag,
+            location: Some(url),
+        },
+        Some(Fault::MissingLocation) => Answer::Found {
+            etag,
+            location: None,
+        },
+        _ => {
+            let ttl = shared.config.download_ttl;
+            let (id, sig) = state.issue_link(data, ttl, Instant::now());
+            Answer::Found {
+                etag,
+                location: Some(format!("{}/data/download/{id}?sig={sig}", shared.origin())),
+            }
+        }
+    };
+    (answer, delay)
+}
+
+fn answer_download(req: &HttpRequest, id: &str, shared: &Shared) -> (Answer, Duration) {
+    let sig = req
+        .query_string()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("sig="))
+        .unwrap_or_default();
+    let mut state = shared.lock();
+    let data = match state.resolve_link(id, sig, Instant::now()) {
+        Ok(data) => data,
+        // What a blob store answers: not Graph's JSON.
+        Err(LinkRefusal::NotFound) => {
+            return (
+                Answer::Plain {
+                    status: StatusCode::NOT_FOUND,
+                    text: "The specified blob does not exist.",
+                },
+                Duration::ZERO,
+            );
+        }
+        Err(LinkRefusal::BadSignature) => {
+            return (
+                Answer::Plain {
+                    status: StatusCode::FORBIDDEN,
+                    text: "Server failed to authenticate the request.",
+                },
+                Duration::ZERO,
+            );
+        }
+    };
+    let fault = state.take_fault(Target::Download);
+    drop(state);
+    let etag = data.etag();
+    match fault {
+        Some(Fault::DownloadStatus(status)) => (
+            Answer::Plain {
+                status: status_or_500(status),
+                text: "Simulated download failure.",
+            },
+            Duration::ZERO,
+        ),
+        Some(Fault::DownloadDelay(delay)) => (
+            Answer::Csv {
+                etag,
+                body: data.csv(CsvShape::Valid),
+            },
+            delay,
+        ),
+        other => (
+            Answer::Csv {
+                etag,
+                body: data.csv(body_shape(other)),
+            },
+            Duration::ZERO,
+        ),
+    }
+}
+
+fn body_shape(fault: Option<Fault>) -> CsvShape {
+    match fault {
+        Some(Fault::MalformedCsv) => CsvShape::Malformed,
+        Some(Fault::OversizedCsv(bytes)) => CsvShape::Oversized(bytes),
+        _ => CsvShape::Valid,
+    }
+}
+
+/// The tenant whose data a token sees: its `tid`, or a stand-in derived from an opaque token.
+pub(super) fn tenant_of(token: &str) -> String {
+    Claims::unverified(token)
+        .and_then(|claims| claims.tenant().map(str::to_string))
+        .unwrap_or_else(|| opaque_tenant(token))
+}
+
+/// The period of `/v1.0/reports/getSkypeForBusinessActivityCounts(period='D7')`, or Graph's
+/// message for what is wrong. HTTP clients may percent-encode the quotes and parentheses.
+fn parse_function(path: &str) -> Result<Period, String> {
+    let raw = path.rsplit('/').next().unwrap_or_default();
+    let segment = percent_decode(raw);
+    let not_found = |name: &str| format!("Resource not found for the segment '{name}'.");
+    let Some((name, args)) = segment.split_once('(') else {
+        return Err(not_found(&segment));
+    };
+    // OData matches function names case-insensitively, as it does the period value.
+    if !name.eq_ignore_ascii_case(FUNCTION) {
+        return Err(not_found(name));
+    }
+    let value = args
+        .strip_suffix(')')
+        .and_then(|args| args.split_once('='))
+        .filter(|(key, _)| key.trim().eq_ignore_ascii_case("period"))
+        .and_then(|(_, value)| value.trim().strip_prefix('\'')?.strip_suffix('\''))
+        .ok_or_else(|| format!("Invalid parameters for function '{FUNCTION}'."))?;
+    value
+        .parse()
+        .map_err(|_| format!("Invalid value '{value}' for parameter 'period'."))
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `If-None-Match` compares weakly (RFC 9110), and may list several tags or be `*`.
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(IF_NONE_MATCH)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+fn record(shared: &Shared, kind: CallKind, req: &HttpRequest, status: StatusCode) {
+    let mut headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_string(), value)
+        })
+        .collect();
+    // actix does not keep the wire order; sorted is at least stable.
+    headers.sort_by(|a, b| a.0.cmp(&b.0));
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.path().to_string(), |pq| pq.as_str().to_string());
+    shared.lock().record(SeenCall {
+        kind,
+        path_and_query,
+        status: status.as_u16(),
+        headers,
+    });
+}
+
+async fn pause(delay: Duration) {
+    if !delay.is_zero() {
+        actix_web::rt::time::sleep(delay).await;
+    }
+}
+
+fn status_or_500(status: u16) -> StatusCode {
+    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// Graph's request ids: a fresh `request-id`, and the caller's `client-request-id` echoed.
+struct Ids {
+    request_id: String,
+    client_request_id: Option<String>,
+}
+
+impl Ids {
+    fn of(req: &HttpRequest) -> Ids {
+        Ids {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            client_request_id: req
+                .headers()
+                .get("client-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        }
+    }
+}
+
+struct GraphError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl GraphError {
+    fn unauthenticated(message: &str) -> GraphError {
+        GraphError::from_status(401, None).with_message(message)
+    }
+
+    fn bad_request(message: String) -> GraphError {
+        GraphError::from_status(400, None).with_message(&message)
+    }
+
+    fn with_message(self, message: &str) -> GraphError {
+        GraphError {
+            message: message.to_string(),
+            ..self
+        }
+    }
+
+    fn from_status(status: u16, retry_after: Option<u64>) -> GraphError {
+        let status = status_or_500(status);
+        let (code, message) = match status.as_u16() {
+            400 => ("BadRequest", "Bad request."),
+            401 => (
+                "InvalidAuthenticationToken",
+                "Access token validation failure.",
+            ),
+            403 => (
+                "Forbidden",
+                "Insufficient privileges to complete the operation.",
+            ),
+            404 => ("ResourceNotFound", "Resource not found."),
+            429 => (
+                "TooManyRequests",
+                "Too many requests. Please retry after the time in the Retry-After header.",
+            ),
+            500 => ("InternalServerError", "An internal server error occurred."),
+            502 => (
+                "BadGateway",
+                "The upstream service did not answer properly.",
+            ),
+            503 => (
+                "ServiceUnavailable",
+                "The service is temporarily unavailable.",
+            ),
+            504 => ("GatewayTimeout", "The operation timed out."),
+            _ => ("UnknownError", ""),
+        };
+        GraphError {
+            status,
+            code,
+            message: message.to_string(),
+            retry_after,
+        }
+    }
+
+    fn body(&self, ids: &Ids) -> serde_json::Value {
+        let mut inner = serde_json::json!({
+            "date": timestamp_now(),
+            "request-id": ids.request_id,
+        });
+        if let Some(client) = &ids.client_request_id {
+            inner["client-request-id"] = client.as_str().into();
+        }
+        serde_json::json!({
+            "error": {"code": self.code, "message": self.message, "innerError": inner}
+        })
+    }
+}
+
+enum Answer {
+    Error(GraphError),
+    NotModified {
+        etag: String,
+    },
+    Found {
+        etag: String,
+        location: Option<String>,
+    },
+    Csv {
+        etag: String,
+        body: Vec<u8>,
+    },
+    /// A refused download: the blob store's status and a short text.
+    Plain {
+        status: StatusCode,
+        text: &'static str,
+    },
+}
+
+impl Answer {
+    fn status(&self) -> StatusCode {
+        match self {
+            Answer::Error(error) => error.status,
+            Answer::NotModified { .. } => StatusCode::NOT_MODIFIED,
+            Answer::Found { .. } => StatusCode::FOUND,
+            Answer::Csv { .. } => StatusCode::OK,
+            Answer::Plain { status, .. } => *status,
+        }
+    }
+
+    fn respond(self, ids: &Ids) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status());
+        res.insert_header(("request-id", ids.request_id.as_str()));
+        if let Some(client) = &ids.client_request_id {
+            res.insert_header(("client-request-id", client.as_str()));
+        }
+        match self {
+            Answer::Error(error) => {
+                if let Some(seconds) = error.retry_after {
+                    res.insert_header((RETRY_AFTER, seconds.to_string()));
+                }
+                res.json(error.body(ids))
+            }
+            Answer::NotModified { etag } => res.insert_header((ETAG, etag)).finish(),
+            Answer::Found { etag, location } => {
+                res.insert_header((ETAG, etag));
+                if let Some(location) = location {
+                    res.insert_header((LOCATION, location));
+                }
+                res.finish()
+            }
+            Answer::Csv { etag, body } => res
+                .insert_header((ETAG, etag))
+                .insert_header((CONTENT_TYPE, "application/octet-stream"))
+                .body(body),
+            Answer::Plain { text, .. } => res
+                .insert_header((CONTENT_TYPE, "text/plain; charset=utf-8"))
+                .body(text),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_function_segment_as_clients_send_it() {
+        let base = "/v1.0/reports/";
+        for (segment, period) in [
+            ("getSkypeForBusinessActivityCounts(period='D7')", Period::D7),
+            (
+                "getSkypeForBusinessActivityCounts(period=%27d30%27)",
+                Period::D30,
+            ),
+            (
+                "getSkypeForBusinessActivityCounts%28period%3D%27D90%27%29",
+                Period::D90,
+            ),
+            (
+                "getskypeforbusinessactivitycounts(period='D180')",
+                Period::D180,
+            ),
+        ] {
+            assert_eq!(parse_function(&format!("{base}{segment}")), Ok(period));
+        }
+    }
+
+    #[test]
+    fn refuses_other_functions_and_periods() {
+        for segment in [
+            "getSkypeForBusinessActivityCounts",
+            "getTeamsUserActivityCounts(period='D7')",
+            "getSkypeForBusinessActivityCounts(period='D8')",
+            "getSkypeForBusinessActivityCounts(period=D7)",
+            "getSkypeForBusinessActivityCounts(date='D7')",
+            "getSkypeForBusinessActivityCounts(period='D7'",
+        ] {
+            assert!(
+                parse_function(&format!("/v1.0/reports/{segment}")).is_err(),
+                "{segment}"
+            );
+        }
+    }
+
+    #[test]
+    fn if_none_match_takes_lists_weak_tags_and_star() {
+        let matches = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(IF_NONE_MATCH, value.parse().unwrap());
+            if_none_match(&headers, "\"abc\"")
+        };
+        assert!(matches("\"abc\""));
+        assert!(matches("\"x\", \"abc\""));
+        assert!(matches("W/\"abc\""));
+        assert!(matches("*"));
+        assert!(!matches("\"abcd\""));
+        assert!(!matches("abc"));
+    }
+
+    #[test]
+    fn percent_decoding_leaves_stray_percents_alone() {
+        assert_eq!(percent_decode("a%27b%2"), "a'b%2");
+        assert_eq!(percent_decode("%zz%41"), "%zzA");
+    }
+}
