@@ -86,6 +86,8 @@ pub enum ReportError {
 /// Rows come out newest first whatever the input order, and `report_refresh_date` is that of
 /// the newest row. A header with no rows is a valid, empty report.
 pub fn parse_report(csv: &[u8], period: Period) -> Result<Report, ReportError> {
+    // The reader would drop a BOM itself, but only at the very start of its input, which begins
+    // after any leading blank lines; and offsets for error lines must exclude it.
     let text = csv.strip_prefix(UTF8_BOM).unwrap_or(csv);
     // Checked once for the whole file so every cell below can be taken as text without a
     // fallible conversion per cell, and the error can point at the line.
@@ -320,6 +322,9 @@ fn excerpt(cell: &[u8]) -> String {
         None => text.into_owned(),
     }
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {
