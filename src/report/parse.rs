@@ -99,13 +99,13 @@ pub fn parse_report(csv: &[u8], period: Period) -> Result<Report, ReportError> {
 
     let mut records = Records::new(text);
     let mut record = ByteRecord::new();
-    if !records.next(&mut record)? {
+    if !records.read(&mut record)? {
         return Err(ReportError::Empty);
     }
     let columns = Columns::locate(&record)?;
 
     let mut rows = Vec::with_capacity(period.days() as usize);
-    while records.next(&mut record)? {
+    while records.read(&mut record)? {
         rows.push(columns.row(&record, &records)?);
     }
     // Graph writes newest first, so this is normally a linear pass over sorted input; the sort
@@ -224,7 +224,7 @@ impl<'a> Records<'a> {
     }
 
     /// Reads the next non-blank record into `record`; `false` at the end of the file.
-    fn next(&mut self, record: &mut ByteRecord) -> Result<bool, ReportError> {
+    fn read(&mut self, record: &mut ByteRecord) -> Result<bool, ReportError> {
         loop {
             let err = match self.reader.read_byte_record(record) {
                 Ok(more) => return Ok(more),
@@ -255,7 +255,7 @@ impl<'a> Records<'a> {
         }
     }
 
-    /// The line a record read by `next` starts on.
+    /// The line a record read by `read` starts on.
     fn line_of(&self, record: &ByteRecord) -> u64 {
         self.line_at_offset(record.position().map_or(0, csv::Position::byte))
     }
