@@ -86,6 +86,8 @@ pub enum ReportError {
 /// Rows come out newest first whatever the input order, and `report_refresh_date` is that of
 /// the newest row. A header with no rows is a valid, empty report.
 pub fn parse_report(csv: &[u8], period: Period) -> Result<Report, ReportError> {
+    // The reader would drop a BOM itself, but only at the very start of its input, which begins
+    // after any leading blank lines; and offsets for error lines must exclude it.
     let text = csv.strip_prefix(UTF8_BOM).unwrap_or(csv);
     // Checked once for the whole file so every cell below can be taken as text without a
     // fallible conversion per cell, and the error can point at the line.
@@ -97,13 +99,13 @@ pub fn parse_report(csv: &[u8], period: Period) -> Result<Report, ReportError> {
 
     let mut records = Records::new(text);
     let mut record = ByteRecord::new();
-    if !records.next(&mut record)? {
+    if !records.read(&mut record)? {
         return Err(ReportError::Empty);
     }
     let columns = Columns::locate(&record)?;
 
     let mut rows = Vec::with_capacity(period.days() as usize);
-    while records.next(&mut record)? {
+    while records.read(&mut record)? {
         rows.push(columns.row(&record, &records)?);
     }
     // Graph writes newest first, so this is normally a linear pass over sorted input; the sort
@@ -222,7 +224,7 @@ impl<'a> Records<'a> {
     }
 
     /// Reads the next non-blank record into `record`; `false` at the end of the file.
-    fn next(&mut self, record: &mut ByteRecord) -> Result<bool, ReportError> {
+    fn read(&mut self, record: &mut ByteRecord) -> Result<bool, ReportError> {
         loop {
             let err = match self.reader.read_byte_record(record) {
                 Ok(more) => return Ok(more),
@@ -253,7 +255,7 @@ impl<'a> Records<'a> {
         }
     }
 
-    /// The line a record read by `next` starts on.
+    /// The line a record read by `read` starts on.
     fn line_of(&self, record: &ByteRecord) -> u64 {
         self.line_at_offset(record.position().map_or(0, csv::Position::byte))
     }
@@ -320,6 +322,9 @@ fn excerpt(cell: &[u8]) -> String {
         None => text.into_owned(),
     }
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {

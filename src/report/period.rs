@@ -59,6 +59,8 @@ impl fmt::Display for Period {
 
 #[cfg(test)]
 mod tests {
+    use proptest::{prelude::*, sample::select};
+
     use super::*;
 
     #[test]
@@ -71,6 +73,32 @@ mod tests {
     fn rejects_other_values() {
         for bad in ["", "D1", "7", "D7 ", "d07", "D365"] {
             assert_eq!(bad.parse::<Period>(), Err(InvalidPeriod), "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_string_is_a_period_only_if_it_spells_one(
+            // Mostly near misses: fully random strings almost never come close to a period.
+            s in prop_oneof![any::<String>(), "[dD]?[0-9]{0,4}", "\\s*[dD](7|30|90|180)\\s*"],
+        ) {
+            match s.parse::<Period>() {
+                Ok(p) => prop_assert!(s.eq_ignore_ascii_case(p.as_str()), "{:?} -> {:?}", s, p),
+                Err(InvalidPeriod) => prop_assert!(
+                    Period::ALL.iter().all(|p| !s.eq_ignore_ascii_case(p.as_str())),
+                    "{:?} refused",
+                    s
+                ),
+            }
+        }
+
+        #[test]
+        fn the_canonical_name_parses_back_in_either_case(p in select(Period::ALL.to_vec())) {
+            prop_assert_eq!(p.as_str().to_lowercase().parse(), Ok(p));
+            prop_assert_eq!(p.as_str().to_uppercase().parse(), Ok(p));
+            prop_assert_eq!(p.to_string().parse(), Ok(p));
         }
     }
 }
