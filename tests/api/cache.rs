@@ -1,0 +1,300 @@
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::future::join_all;
+use skype_gateway::simulator::{CallKind, Fault, Simulator, SimulatorConfig, test_token};
+
+use crate::helpers::{metric_value, spawn_app, spawn_app_against, spawn_app_with, token_of};
+
+const SHORT_FRESH: Duration = Duration::from_millis(300);
+
+fn short_fresh(c: &mut skype_gateway::config::Config) {
+    c.fresh_ttl = SHORT_FRESH;
+    c.max_retries = 0;
+}
+
+#[actix_web::test]
+async fn a_second_call_within_fresh_ttl_is_a_hit_without_graph() {
+    let app = spawn_app().await;
+    let token = token_of("contoso");
+
+    let first = app.report("D7", &token).await;
+    let second = app.report("D7", &token).await;
+
+    assert_eq!(first.cache_status(), "MISS");
+    assert_eq!(second.cache_status(), "HIT");
+    assert_eq!(first.body, second.body);
+    assert_eq!((app.sim.report_calls(), app.sim.download_calls()), (1, 1));
+    let cache_control = second.header("cache-control").unwrap();
+    assert!(
+        cache_control.starts_with("private, max-age="),
+        "{cache_control}"
+    );
+    assert!(second.header("age").is_some() && second.header("etag").is_some());
+}
+
+#[actix_web::test]
+async fn after_fresh_ttl_graph_is_asked_with_if_none_match_and_304_revalidates() {
+    let app = spawn_app_with(short_fresh).await;
+    let token = token_of("contoso");
+    let first = app.report("D7", &token).await;
+
+    tokio::time::sleep(SHORT_FRESH + Duration::from_millis(100)).await;
+    let second = app.report("D7", &token).await;
+
+    assert_eq!(second.cache_status(), "REVALIDATED");
+    assert_eq!(second.body, first.body);
+    let calls = app.sim.calls();
+    let reports: Vec<_> = calls
+        .iter()
+        .filter(|c| matches!(c.kind, CallKind::Report))
+        .collect();
+    assert_eq!(reports.len(), 2);
+    assert!(reports[0].header("if-none-match").is_none());
+    assert!(reports[1].header("if-none-match").is_some());
+    assert_eq!(reports[1].status, 304);
+    assert_eq!(app.sim.download_calls(), 1);
+}
+
+#[actix_web::test]
+async fn new_data_at_graph_is_a_miss_with_the_new_body() {
+    let app = spawn_app_with(short_fresh).await;
+    let token = token_of("contoso");
+    let first = app.report("D7", &token).await;
+
+    app.sim.advance_data();
+    tokio::time::sleep(SHORT_FRESH + Duration::from_millis(100)).await;
+    let second = app.report("D7", &token).await;
+
+    assert_eq!(second.cache_status(), "MISS");
+    assert_ne!(second.body, first.body);
+    assert_ne!(second.header("etag"), first.header("etag"));
+    assert_eq!(app.sim.download_calls(), 2);
+}
+
+#[actix_web::test]
+async fn concurrent_first_calls_share_one_upstream_fetch() {
+    let sim = Simulator::start_with(SimulatorConfig {
+        report_latency: Duration::from_millis(300),
+        ..SimulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let app = spawn_app_against(sim, |c| c.workers = Some(2.try_into().unwrap())).await;
+    let token = token_of("contoso");
+
+    // One caller gives up mid-fetch; the fetch must go on for the others.
+    let impatient = awc::Client::builder()
+        .timeout(Duration::from_millis(50))
+        .finish();
+    let abandoned = impatient
+        .get(format!("{}/skype/activity-counts/D7", app.address))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .send();
+    let answers = join_all((0..100).map(|_| app.report("D7", &token)));
+    let (abandoned, answers) = futures_util::join!(abandoned, answers);
+
+    assert!(abandoned.is_err(), "the impatient caller timed out");
+    assert!(answers.iter().all(|a| a.status == 200));
+    assert!(answers.iter().all(|a| a.body == answers[0].body));
+    assert_eq!((app.sim.report_calls(), app.sim.download_calls()), (1, 1));
+}
+
+#[actix_web::test]
+async fn tenants_are_isolated_and_a_forged_tid_gets_nothing() {
+    let app = spawn_app().await;
+    let tenant_a = app.report("D7", &token_of("tenant-a")).await;
+    assert_eq!(tenant_a.status, 200);
+
+    let token_b = token_of("tenant-b");
+    let tenant_b = app.report("D7", &token_b).await;
+    assert_eq!(tenant_b.cache_status(), "MISS");
+    assert_ne!(tenant_b.body, tenant_a.body);
+    let last = app
+        .sim
+        .calls()
+        .into_iter()
+        .rev()
+        .find(|c| matches!(c.kind, CallKind::Report))
+        .unwrap();
+    assert_eq!(
+        last.header("authorization"),
+        Some(format!("Bearer {token_b}").as_str())
+    );
+
+    // A token claiming tenant A's tid that Graph rejects: A's entry is fresh, yet no data.
+    let forged = test_token("tenant-a", None) + "forged";
+    app.sim.reject_token(&forged);
+    let answer = app.report("D7", &forged).await;
+    assert_eq!(answer.status, 401);
+    assert_ne!(answer.body, tenant_a.body);
+
+    // Nor while Graph fails: a token Graph never accepted gets no stale copy.
+    app.sim.fail_always(Fault::Status {
+        status: 503,
+        retry_after: None,
+    });
+    let unvalidated = test_token("tenant-a", None) + "forged-too";
+    let answer = app.report("D7", &unvalidated).await;
+    assert_eq!(answer.status, 502);
+    assert_eq!(answer.error_code(), "upstreamUnavailable");
+    assert_eq!(app.report("D7", &forged).await.status, 401);
+}
+
+async fn cached_then_failing(fault: Fault) -> (crate::helpers::TestApp, Vec<u8>, String) {
+    let app = spawn_app_with(|c| {
+        short_fresh(c);
+        c.upstream_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let token = token_of("contoso");
+    let first = app.report("D7", &token).await;
+    assert_eq!(first.status, 200);
+    app.sim.fail_always(fault);
+    tokio::time::sleep(SHORT_FRESH + Duration::from_millis(100)).await;
+    (app, first.body, token)
+}
+
+#[actix_web::test]
+async fn graph_503_serves_the_cached_copy_stale() {
+    let (app, body, token) = cached_then_failing(Fault::Status {
+        status: 503,
+        retry_after: None,
+    })
+    .await;
+
+    let answer = app.report("D7", &token).await;
+
+    assert_eq!(
+        (answer.status.as_u16(), answer.cache_status()),
+        (200, "STALE")
+    );
+    assert_eq!(answer.body, body);
+    assert_eq!(answer.header("cache-control"), Some("private, max-age=0"));
+}
+
+#[actix_web::test]
+async fn graph_429_serves_the_cached_copy_stale() {
+    let (app, body, token) = cached_then_failing(Fault::Status {
+        status: 429,
+        retry_after: Some(30),
+    })
+    .await;
+
+    let answer = app.report("D7", &token).await;
+
+    assert_eq!(
+        (answer.status.as_u16(), answer.cache_status()),
+        (200, "STALE")
+    );
+    assert_eq!(answer.body, body);
+}
+
+#[actix_web::test]
+async fn a_graph_timeout_serves_the_cached_copy_stale() {
+    let (app, body, token) = cached_then_failing(Fault::Delay(Duration::from_secs(3))).await;
+
+    let answer = app.report("D7", &token).await;
+
+    assert_eq!(
+        (answer.status.as_u16(), answer.cache_status()),
+        (200, "STALE")
+    );
+    assert_eq!(answer.body, body);
+}
+
+#[actix_web::test]
+async fn graphs_401_is_never_answered_from_cache() {
+    let app = spawn_app_with(short_fresh).await;
+    let token = token_of("contoso");
+    assert_eq!(app.report("D7", &token).await.status, 200);
+    app.sim.reject_token(&token);
+    tokio::time::sleep(SHORT_FRESH + Duration::from_millis(100)).await;
+
+    let answer = app.report("D7", &token).await;
+
+    assert_eq!(answer.status, 401);
+    // And the token is forgotten: even a fresh entry is not served to it afterwards.
+    let again = app.report("D7", &token).await;
+    assert_eq!(again.status, 401);
+}
+
+#[actix_web::test]
+async fn past_stale_ttl_the_error_is_returned() {
+    let app = spawn_app_with(|c| {
+        short_fresh(c);
+        c.stale_ttl = Duration::from_millis(600);
+    })
+    .await;
+    let token = token_of("contoso");
+    app.report("D7", &token).await;
+    app.sim.fail_always(Fault::Status {
+        status: 503,
+        retry_after: None,
+    });
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let answer = app.report("D7", &token).await;
+
+    assert_eq!(answer.status, 502);
+    assert_eq!(answer.error_code(), "upstreamUnavailable");
+}
+
+#[actix_web::test]
+async fn an_expired_jwt_is_never_answered_from_cache() {
+    let app = spawn_app().await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = test_token("contoso", Some(now + 1));
+    assert_eq!(app.report("D7", &token).await.status, 200);
+
+    // Past `exp` (second resolution), with the report entry still fresh.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let answer = app.report("D7", &token).await;
+
+    assert_eq!(answer.status, 401);
+    assert_eq!(answer.error_code(), "InvalidAuthenticationToken");
+    assert_eq!(app.sim.report_calls(), 2);
+}
+
+#[actix_web::test]
+async fn the_report_cache_stays_within_its_byte_bound_evicting_the_oldest() {
+    let bound: u64 = 64 * 1024;
+    let app = spawn_app_with(|c| c.cache_max_bytes = bound).await;
+
+    let tokens: Vec<_> = (0..100).map(|i| token_of(&format!("tenant-{i}"))).collect();
+    for token in &tokens {
+        assert_eq!(app.report("D7", token).await.status, 200);
+    }
+    let metrics = app.metrics().await;
+    let bytes = metric_value(&metrics, "skype_gateway_cache_bytes");
+    let entries = metric_value(&metrics, "skype_gateway_cache_entries");
+
+    assert!(bytes <= bound as f64, "{bytes} > {bound}");
+    assert!(entries > 5.0 && entries < 100.0, "{entries} entries");
+    let calls = app.sim.report_calls();
+    assert_eq!(app.report("D7", &tokens[99]).await.cache_status(), "HIT");
+    assert_eq!(app.report("D7", &tokens[0]).await.cache_status(), "MISS");
+    assert_eq!(app.sim.report_calls(), calls + 1);
+}
+
+#[actix_web::test]
+async fn a_matching_if_none_match_gets_304_but_only_with_a_token() {
+    let app = spawn_app().await;
+    let token = token_of("contoso");
+    let first = app.report("D7", &token).await;
+    let etag = first.header("etag").unwrap().to_owned();
+
+    let revalidated = app
+        .report_with("D7", &token, &[("If-None-Match", &etag)])
+        .await;
+    assert_eq!(revalidated.status, 304);
+    assert!(revalidated.body.is_empty());
+    assert_eq!(revalidated.header("etag"), Some(etag.as_str()));
+
+    let anonymous = app
+        .get("/skype/activity-counts/D7", &[("If-None-Match", &etag)])
+        .await;
+    assert_eq!(anonymous.status, 401);
+}

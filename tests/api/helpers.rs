@@ -1,0 +1,239 @@
+use std::time::Duration;
+
+use awc::http::StatusCode;
+use serde_json::Value;
+use skype_gateway::{
+    config::Config,
+    simulator::{Simulator, test_token},
+    startup::Application,
+};
+
+pub struct TestApp {
+    pub address: String,
+    pub sim: Simulator,
+    pub http: awc::Client,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: awc::http::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    pub fn cache_status(&self) -> &str {
+        self.header("x-cache-status").unwrap_or("-")
+    }
+
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// A gateway with test-friendly settings, pointed at a fresh simulator.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let sim = Simulator::start().await.expect("simulator starts");
+    spawn_app_against(sim, adjust).await
+}
+
+pub async fn spawn_app_against(sim: Simulator, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = test_config(&sim);
+    adjust(&mut config);
+    config.validate().expect("test config is valid");
+    let app = Application::build(config).await.expect("gateway starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        sim,
+        http: awc::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .disable_redirects()
+            .finish(),
+    }
+}
+
+pub fn test_config(sim: &Simulator) -> Config {
+    let mut config = Config::defaults();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.graph_base_url = sim.graph_base_url().parse().unwrap();
+    config.download_allowlist = skype_gateway::graph::Allowlist::parse(&sim.origin()).unwrap();
+    config.workers = Some(1.try_into().unwrap());
+    config.upstream_timeout = Duration::from_secs(5);
+    config.max_retry_wait = Duration::from_secs(2);
+    config
+}
+
+/// A JWT-shaped token of `tenant`, valid for an hour.
+pub fn token_of(tenant: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    test_token(tenant, Some(exp))
+}
+
+impl TestApp {
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut request = self.http.get(format!("{}{path}", self.address));
+        for (name, value) in headers {
+            request = request.insert_header((*name, *value));
+        }
+        let mut response = request.send().await.expect("gateway answers");
+        let body = response.body().limit(64 << 20).await.expect("body reads");
+        Answer {
+            status: response.status(),
+            headers: response.headers().clone(),
+            body: body.to_vec(),
+        }
+    }
+
+    /// `GET /skype/activity-counts/{period}` with `Authorization: Bearer <token>`.
+    pub async fn report(&self, period: &str, token: &str) -> Answer {
+        self.get(
+            &format!("/skype/activity-counts/{period}"),
+            &[("Authorization", &format!("Bearer {token}"))],
+        )
+        .await
+    }
+
+    pub async fn report_with(&self, period: &str, token: &str, extra: &[(&str, &str)]) -> Answer {
+        let auth = format!("Bearer {token}");
+        let mut headers = vec![("Authorization", auth.as_str())];
+        headers.extend_from_slice(extra);
+        self.get(&format!("/skype/activity-counts/{period}"), &headers)
+            .await
+    }
+
+    pub async fn metrics(&self) -> String {
+        String::from_utf8(self.get("/metrics", &[]).await.body).unwrap()
+    }
+}
+
+/// The value of one sample in a Prometheus text exposition, e.g.
+/// `metric_value(text, "skype_gateway_cache_lookups_total{result=\"hit\"}")`.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .unwrap_or_else(|| panic!("no sample {series}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A loopback port nothing listens on.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The gateway binary as a child process, its log captured.
+pub struct GatewayProcess {
+    child: std::process::Child,
+    pub address: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl GatewayProcess {
+    /// Starts the built binary against `sim` with `args` added, and waits until it listens.
+    pub fn start(sim: &Simulator, args: &[&str], rust_log: &str) -> GatewayProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_skype-gateway"))
+            .args(["--listen", "127.0.0.1:0", "--workers", "1"])
+            .args(["--graph-base-url", &sim.graph_base_url()])
+            .args(["--download-allowlist", &sim.origin()])
+            .args(args)
+            .env("RUST_LOG", rust_log)
+            .env("RUST_LOG_STYLE", "never")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the gateway binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let sink = std::sync::Arc::clone(&log);
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(port) = line
+                    .split_once("(port ")
+                    .and_then(|(_, rest)| rest.split_once(')'))
+                    .and_then(|(port, _)| port.parse::<u16>().ok())
+                {
+                    let _ = port_tx.send(port);
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let port = port_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the gateway logs its port");
+        GatewayProcess {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+            log,
+            reader,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit (killing it after `limit`), returns its status and log.
+    pub fn wait(mut self, limit: Duration) -> (Option<std::process::ExitStatus>, String) {
+        let deadline = std::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let _ = self.reader.join();
+        let log = self.log.lock().unwrap().clone();
+        (status, log)
+    }
+
+    /// Ends the process and returns its log.
+    pub fn stop(self) -> String {
+        self.signal("KILL");
+        self.wait(Duration::from_secs(10)).1
+    }
+}

@@ -1,0 +1,8 @@
+//! Black-box tests: the real server on port 0 against the Graph simulator on loopback.
+
+mod cache;
+mod errors;
+mod helpers;
+mod operations;
+mod reports;
+mod security;

@@ -1,0 +1,177 @@
+use std::time::{Duration, Instant};
+
+use skype_gateway::simulator::{Fault, Simulator};
+
+use crate::helpers::{GatewayProcess, metric_value, spawn_app, spawn_app_with, token_of};
+
+const RETRIES: &str = "skype_gateway_upstream_retries_total";
+
+#[actix_web::test]
+async fn a_429_with_retry_after_1_is_retried_once_and_succeeds() {
+    let app = spawn_app().await;
+    app.sim.fail_next(
+        1,
+        Fault::Status {
+            status: 429,
+            retry_after: Some(1),
+        },
+    );
+
+    let answer = app.report("D7", &token_of("contoso")).await;
+
+    assert_eq!(answer.status, 200);
+    assert_eq!(app.sim.report_calls(), 2);
+    assert_eq!(metric_value(&app.metrics().await, RETRIES), 1.0);
+}
+
+#[actix_web::test]
+async fn a_long_retry_after_is_not_waited_for_and_is_passed_on() {
+    let app = spawn_app().await;
+    app.sim.fail_always(Fault::Status {
+        status: 429,
+        retry_after: Some(120),
+    });
+
+    let started = Instant::now();
+    let answer = app.report("D7", &token_of("contoso")).await;
+
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(answer.status, 429);
+    assert_eq!(answer.error_code(), "throttled");
+    assert_eq!(answer.header("retry-after"), Some("120"));
+    assert_eq!(app.sim.report_calls(), 1);
+    assert_eq!(metric_value(&app.metrics().await, RETRIES), 0.0);
+}
+
+#[actix_web::test]
+async fn a_long_retry_after_serves_a_cached_copy_stale_at_once() {
+    let app = spawn_app_with(|c| c.fresh_ttl = Duration::from_millis(200)).await;
+    let token = token_of("contoso");
+    app.report("D7", &token).await;
+    app.sim.fail_always(Fault::Status {
+        status: 429,
+        retry_after: Some(120),
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = Instant::now();
+    let answer = app.report("D7", &token).await;
+
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(answer.cache_status(), "STALE");
+}
+
+#[actix_web::test]
+async fn three_503s_with_two_retries_give_502_after_exactly_three_calls() {
+    let app = spawn_app_with(|c| c.max_retries = 2).await;
+    app.sim.fail_always(Fault::Status {
+        status: 503,
+        retry_after: None,
+    });
+
+    let answer = app.report("D7", &token_of("contoso")).await;
+
+    assert_eq!(answer.status, 502);
+    assert_eq!(answer.error_code(), "upstreamUnavailable");
+    assert_eq!(app.sim.report_calls(), 3);
+    assert_eq!(metric_value(&app.metrics().await, RETRIES), 2.0);
+}
+
+#[actix_web::test]
+async fn a_400_from_graph_is_not_retried() {
+    let app = spawn_app().await;
+    app.sim.fail_always(Fault::Status {
+        status: 400,
+        retry_after: None,
+    });
+
+    let answer = app.report("D7", &token_of("contoso")).await;
+
+    assert_eq!(answer.status, 502);
+    assert_eq!(app.sim.report_calls(), 1);
+    assert_eq!(metric_value(&app.metrics().await, RETRIES), 0.0);
+}
+
+#[actix_web::test]
+async fn metrics_are_exported_by_route_template_with_every_documented_name() {
+    let app = spawn_app().await;
+    let token = token_of("contoso");
+    app.report("D7", &token).await;
+    app.report("d7", &token).await;
+    app.get("/nope/secret-path", &[]).await;
+
+    let text = app.metrics().await;
+
+    for name in [
+        "skype_gateway_http_requests_total",
+        "skype_gateway_http_request_duration_seconds_bucket",
+        "skype_gateway_cache_lookups_total",
+        "skype_gateway_upstream_requests_total",
+        "skype_gateway_upstream_request_duration_seconds_bucket",
+        "skype_gateway_upstream_retries_total",
+        "skype_gateway_cache_entries",
+        "skype_gateway_cache_bytes",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(text.contains(name), "{name} missing");
+    }
+    let reports = r#"skype_gateway_http_requests_total{method="GET",route="/skype/activity-counts/{period}",status="200"}"#;
+    assert_eq!(metric_value(&text, reports), 2.0);
+    assert_eq!(
+        metric_value(&text, r#"skype_gateway_cache_lookups_total{result="miss"}"#),
+        1.0
+    );
+    assert_eq!(
+        metric_value(&text, r#"skype_gateway_cache_lookups_total{result="hit"}"#),
+        1.0
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            r#"skype_gateway_upstream_requests_total{call="report",status="302"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            r#"skype_gateway_upstream_requests_total{call="download",status="200"}"#
+        ),
+        1.0
+    );
+    assert_eq!(metric_value(&text, "skype_gateway_cache_entries"), 1.0);
+    assert!(!text.contains("secret-path") && !text.contains("contoso") && !text.contains(&token));
+}
+
+#[actix_web::test]
+async fn sigterm_turns_readiness_off_finishes_in_flight_requests_and_exits_0() {
+    let sim = Simulator::start().await.unwrap();
+    let gateway = GatewayProcess::start(&sim, &["--shutdown-drain", "1s"], "info");
+    sim.fail_next(1, Fault::Delay(Duration::from_millis(1500)));
+    let http = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish();
+    let slow = http
+        .get(format!("{}/skype/activity-counts/D7", gateway.address))
+        .insert_header(("Authorization", format!("Bearer {}", token_of("contoso"))))
+        .send();
+    let probe = async {
+        while sim.report_calls() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        gateway.signal("TERM");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        http.get(format!("{}/readyz", gateway.address))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+
+    let (slow, readiness) = futures_util::join!(slow, probe);
+
+    assert_eq!(readiness, 503);
+    assert_eq!(slow.unwrap().status(), 200);
+    let (status, log) = gateway.wait(Duration::from_secs(10));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{log}");
+}
