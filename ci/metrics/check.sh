@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Operational checks against a real `--demo` gateway (issue 4):
+#  1. traffic that yields a MISS, a HIT, a REVALIDATED and a STALE answer, then a /metrics scrape
+#     piped through `promtool check metrics`, with every documented metric name present and the
+#     cache counters showing all four results;
+#  2. a real Prometheus server on loopback scraping the gateway, queried through its HTTP API
+#     until `up` is 1 and skype_gateway_http_requests_total has a sample.
+# Every wait is bounded; a failure says what it waited for.
+#
+# Usage: bash ci/metrics/check.sh   (GATEWAY_BIN overrides the binary; default target/debug)
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$repo"
+bin="${GATEWAY_BIN:-target/debug/skype-gateway}"
+[[ -x "$bin" ]] || cargo build --locked --bin skype-gateway
+
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+  echo "== installing Debian's prometheus package"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+fi
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "metrics check FAILED: $*" >&2
+  for log in "$work"/*.log; do
+    echo "--- $log (last lines)" >&2
+    tail -n 20 "$log" >&2 || true
+  done
+  exit 1
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...: retries COMMAND every 0.2 s.
+wait_for() {
+  local seconds=$1 what=$2
+  shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || fail "gave up after ${seconds}s waiting for $what"
+    sleep 0.2
+  done
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+"$bin" --demo --listen 127.0.0.1:0 --fresh-ttl 1s --max-retries 0 --shutdown-drain 0s \
+  >"$work/gateway.log" 2>&1 &
+pids+=($!)
+wait_for 30 "the gateway to log its port" grep -q '(port [0-9]*)' "$work/gateway.log"
+port="$(grep -o '(port [0-9]*)' "$work/gateway.log" | head -n1 | tr -dc 0-9)"
+sim="$(grep -o 'Graph simulator at http://127.0.0.1:[0-9]*' "$work/gateway.log" | head -n1 | awk '{print $NF}')"
+gateway="http://127.0.0.1:$port"
+[[ -n "$sim" ]] || fail "the demo log does not name the simulator"
+echo "gateway $gateway, simulator $sim"
+
+cache_status() {
+  curl -s -o /dev/null -D - -H 'Authorization: Bearer ci-metrics-token' \
+    "$gateway/skype/activity-counts/D7" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache-status"{print $2}'
+}
+expect() {
+  local got
+  got="$(cache_status)"
+  [[ "$got" == "$1" ]] || fail "expected X-Cache-Status $1, got '${got}'"
+  echo "report answer: $got"
+}
+
+expect MISS
+expect HIT
+sleep 1.2
+expect REVALIDATED
+curl -sf -X POST "$sim/_simulator/faults" -d '{"fault":"status","status":503,"always":true}' \
+  || fail "cannot inject a fault into the simulator"
+sleep 1.2
+expect STALE
+
+curl -sf "$gateway/metrics" >"$work/metrics.txt" || fail "GET /metrics"
+echo "== promtool check metrics ($(wc -l <"$work/metrics.txt") lines)"
+promtool check metrics <"$work/metrics.txt" || fail "promtool found problems"
+echo "promtool: no problems"
+
+for name in skype_gateway_http_requests_total skype_gateway_http_request_duration_seconds \
+  skype_gateway_cache_lookups_total skype_gateway_upstream_requests_total \
+  skype_gateway_upstream_request_duration_seconds skype_gateway_upstream_retries_total \
+  skype_gateway_cache_entries skype_gateway_cache_bytes process_resident_memory_bytes; do
+  grep -q "^# TYPE $name " "$work/metrics.txt" || fail "metric $name missing"
+done
+for result in hit miss revalidated stale; do
+  value="$(awk -v s="skype_gateway_cache_lookups_total{result=\"$result\"}" '$1==s{print $2}' "$work/metrics.txt")"
+  [[ "${value:-0}" != 0 ]] || fail "cache_lookups_total{result=\"$result\"} is ${value:-absent}"
+  echo "cache_lookups_total{result=\"$result\"} = $value"
+done
+
+prom_port="$(free_port)"
+cat >"$work/prometheus.yml" <<YAML
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: skype-gateway
+    static_configs:
+      - targets: ["127.0.0.1:$port"]
+YAML
+promtool check config "$work/prometheus.yml" >/dev/null || fail "promtool check config"
+prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
+  --web.listen-address="127.0.0.1:$prom_port" >"$work/prometheus.log" 2>&1 &
+pids+=($!)
+prom="http://127.0.0.1:$prom_port"
+echo "== Prometheus $(prometheus --version 2>&1 | head -n1 | awk '{print $3}') at $prom"
+
+query_has() { # query_has QUERY EXPECTED_VALUE_OR_EMPTY
+  curl -sf --get "$prom/api/v1/query" --data-urlencode "query=$1" | python3 -c '
+import json, sys
+want = sys.argv[1]
+result = json.load(sys.stdin)["data"]["result"]
+ok = bool(result) and (not want or any(r["value"][1] == want for r in result))
+sys.exit(0 if ok else 1)' "$2"
+}
+wait_for 60 "Prometheus to report up == 1 for the gateway" query_has 'up{job="skype-gateway"}' 1
+echo "prometheus: up{job=\"skype-gateway\"} = 1"
+wait_for 30 "a skype_gateway_http_requests_total sample in Prometheus" \
+  query_has 'skype_gateway_http_requests_total{job="skype-gateway"}' ""
+echo "prometheus: skype_gateway_http_requests_total has samples"
+echo "metrics check: 4 cache results, promtool clean, Prometheus scraped the gateway"
