@@ -14,7 +14,12 @@ use std::{
 
 use actix_web::http::header::HeaderValue;
 use bytes::Bytes;
-use moka::{Expiry, future::Cache, policy::EvictionPolicy};
+use moka::{
+    Expiry,
+    future::Cache,
+    ops::compute::{CompResult, Op},
+    policy::EvictionPolicy,
+};
 
 use crate::{
     auth::Fingerprint,
@@ -97,7 +102,10 @@ pub struct ReportEntry {
 
 impl ReportEntry {
     pub fn new(graph_etag: Option<String>, report: Report) -> ReportEntry {
-        let body = Bytes::from(serde_json::to_vec(&report).expect("reports serialize"));
+        // A boxed slice holds exactly its length: a Vec's spare capacity would be memory the
+        // weigher does not see.
+        let json = serde_json::to_vec(&report).expect("reports serialize");
+        let body = Bytes::from(json.into_boxed_slice());
         let hash = blake3::hash(&body);
         let etag = HeaderValue::from_str(&format!("\"{}\"", &hash.to_hex()[..32]))
             .expect("hex is a valid header value");
@@ -129,6 +137,29 @@ impl ReportEntry {
 
     pub fn age(&self) -> Duration {
         self.validated_at.elapsed()
+    }
+}
+
+/// The two ages that matter: until `fresh`, an entry is served without asking Graph; until
+/// `stale`, it may stand in for a failed Graph call.
+#[derive(Debug, Clone, Copy)]
+pub struct Freshness {
+    pub fresh: Duration,
+    pub stale: Duration,
+}
+
+impl Freshness {
+    pub fn is_fresh(&self, entry: &ReportEntry) -> bool {
+        entry.age() < self.fresh
+    }
+
+    pub fn may_serve_stale(&self, entry: &ReportEntry) -> bool {
+        entry.age() < self.stale
+    }
+
+    /// Seconds of freshness left, for `Cache-Control: max-age`.
+    pub fn max_age(&self, entry: &ReportEntry) -> u64 {
+        self.fresh.saturating_sub(entry.age()).as_secs()
     }
 }
 
@@ -186,14 +217,15 @@ const MAX_VALIDATED_TOKENS: u64 = 100_000;
 pub struct Caches {
     tokens: Cache<Fingerprint, Arc<TokenEntry>>,
     reports: Cache<ReportKey, Arc<ReportEntry>>,
+    pub freshness: Freshness,
 }
 
 impl Caches {
-    pub fn new(max_bytes: u64, fresh_ttl: Duration, stale_ttl: Duration) -> Caches {
+    pub fn new(max_bytes: u64, freshness: Freshness) -> Caches {
         let tokens = Cache::builder()
             .max_capacity(MAX_VALIDATED_TOKENS)
             .expire_after(TokenExpiry {
-                default_ttl: fresh_ttl,
+                default_ttl: freshness.fresh,
             })
             .build();
         // LRU rather than moka's default TinyLFU admission: a tenant seen for the first time
@@ -206,9 +238,13 @@ impl Caches {
                     .saturating_add(u32::try_from(key.tenant.len()).unwrap_or(u32::MAX))
             })
             .eviction_policy(EvictionPolicy::lru())
-            .time_to_live(stale_ttl)
+            .time_to_live(freshness.stale)
             .build();
-        Caches { tokens, reports }
+        Caches {
+            tokens,
+            reports,
+            freshness,
+        }
     }
 
     /// The token's validation, if Graph accepted it and it has not expired since.
@@ -232,6 +268,33 @@ impl Caches {
 
     pub async fn store_report(&self, key: ReportKey, entry: Arc<ReportEntry>) {
         self.reports.insert(key, entry).await;
+    }
+
+    /// Graph confirmed `seen` (a 304): refresh it, atomically, unless another fetch has
+    /// replaced it meanwhile. Returns the entry now current, which is the one to serve: an
+    /// older body never overwrites a newer one.
+    pub async fn confirm_report(
+        &self,
+        key: ReportKey,
+        seen: &Arc<ReportEntry>,
+    ) -> Arc<ReportEntry> {
+        let result = self
+            .reports
+            .entry(key)
+            .and_compute_with(|current| {
+                let op = match current {
+                    Some(current) if !Arc::ptr_eq(current.value(), seen) => Op::Nop,
+                    _ => Op::Put(Arc::new(seen.revalidated())),
+                };
+                std::future::ready(op)
+            })
+            .await;
+        match result {
+            CompResult::Inserted(e) | CompResult::ReplacedWith(e) | CompResult::Unchanged(e) => {
+                e.into_value()
+            }
+            CompResult::StillNone(_) | CompResult::Removed(_) => Arc::new(seen.revalidated()),
+        }
     }
 
     /// Entry count and weighted size of the report cache, after pending evictions ran.

@@ -5,7 +5,6 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use actix_web::web;
@@ -53,25 +52,16 @@ pub struct ReportService {
     caches: Caches,
     fingerprinter: Fingerprinter,
     metrics: Arc<Metrics>,
-    fresh_ttl: Duration,
-    stale_ttl: Duration,
     /// Fetches under way, by (token, period): concurrent requests share one.
     in_flight: Mutex<HashMap<(Fingerprint, Period), SharedFetch>>,
 }
 
 impl ReportService {
-    pub fn new(
-        caches: Caches,
-        metrics: Arc<Metrics>,
-        fresh_ttl: Duration,
-        stale_ttl: Duration,
-    ) -> ReportService {
+    pub fn new(caches: Caches, metrics: Arc<Metrics>) -> ReportService {
         ReportService {
             caches,
             fingerprinter: Fingerprinter::random(),
             metrics,
-            fresh_ttl,
-            stale_ttl,
             in_flight: Mutex::new(HashMap::new()),
         }
     }
@@ -107,7 +97,9 @@ impl ReportService {
         let cached = self.caches.report(&key).await;
 
         if known.is_some()
-            && let Some(entry) = cached.as_ref().filter(|e| e.age() < self.fresh_ttl)
+            && let Some(entry) = cached
+                .as_ref()
+                .filter(|e| self.caches.freshness.is_fresh(e))
         {
             let served = self.served(Arc::clone(entry), CacheStatus::Hit);
             self.metrics.record_cache(served.status);
@@ -136,21 +128,24 @@ impl ReportService {
         job: FetchJob,
     ) -> SharedFetch {
         let flight = (job.fp, job.key.period);
-        let mut in_flight = self.in_flight.lock().expect("in-flight map poisoned");
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(shared) = in_flight.get(&flight) {
             return shared.clone();
         }
         let (tx, rx) = oneshot::channel();
-        let service = Arc::clone(self);
+        let landing = Landing {
+            service: Arc::clone(self),
+            flight,
+        };
         let client = client.clone();
         actix_web::rt::spawn(async move {
-            let result = service.fetch(&client, job).await;
-            // Stored in cache before leaving the map: a request arriving now finds one or the other.
-            service
-                .in_flight
-                .lock()
-                .expect("in-flight map poisoned")
-                .remove(&flight);
+            let result = landing.service.fetch(&client, job).await;
+            // Leave the map before answering; the guard also does it if the fetch panics, so
+            // a dead flight never blocks the key.
+            drop(landing);
             let _ = tx.send(result);
         });
         let shared = rx
@@ -168,6 +163,14 @@ impl ReportService {
     }
 
     async fn fetch(&self, client: &GraphClient, job: FetchJob) -> FetchResult {
+        // A fetch that completed between this request's cache read and its look at the
+        // in-flight map has already done the work: serve its result, not a second Graph call.
+        if self.caches.validated_token(&job.fp).await.is_some()
+            && let Some(current) = self.caches.report(&job.key).await
+            && self.caches.freshness.is_fresh(&current)
+        {
+            return Ok(self.served(current, CacheStatus::Hit));
+        }
         let graph_etag = job.cached.as_ref().and_then(|e| e.graph_etag.as_deref());
         let fetched = client
             .fetch(&job.token, job.key.period, graph_etag, &job.request_id)
@@ -197,7 +200,9 @@ impl ReportService {
             Err(err) => {
                 if err.allows_stale()
                     && job.validated
-                    && let Some(cached) = job.cached.filter(|e| e.age() < self.stale_ttl)
+                    && let Some(cached) = job
+                        .cached
+                        .filter(|e| self.caches.freshness.may_serve_stale(e))
                 {
                     warn!("serving a stale {} report: {err}", job.key.period);
                     return Ok(self.served(cached, CacheStatus::Stale));
@@ -225,12 +230,30 @@ impl ReportService {
     fn served(&self, entry: Arc<ReportEntry>, status: CacheStatus) -> Served {
         let max_age = match status {
             CacheStatus::Stale => 0,
-            _ => self.fresh_ttl.saturating_sub(entry.age()).as_secs(),
+            _ => self.caches.freshness.max_age(&entry),
         };
         Served {
             entry,
             status,
             max_age,
         }
+    }
+}
+
+/// Removes a flight from the in-flight map when dropped: after the fetch, or during a panic.
+struct Landing {
+    service: Arc<ReportService>,
+    flight: (Fingerprint, Period),
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        // Never panic in drop: a poisoned map is still a map.
+        let mut in_flight = self
+            .service
+            .in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        in_flight.remove(&self.flight);
     }
 }

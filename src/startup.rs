@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use crate::{
-    cache::Caches,
+    cache::{Caches, Freshness},
     config::Config,
     graph::{Allowlist, GraphClient, UpstreamSettings, tls_config},
     metrics::Metrics,
@@ -21,6 +21,7 @@ use crate::{
 
 pub struct Application {
     port: u16,
+    listen: std::net::SocketAddr,
     server: Server,
     readiness: Readiness,
     shutdown_drain: Duration,
@@ -39,13 +40,12 @@ impl Application {
         let port = listener.local_addr()?.port();
 
         let metrics = Arc::new(Metrics::new());
-        let caches = Caches::new(config.cache_max_bytes, config.fresh_ttl, config.stale_ttl);
-        let service = web::Data::new(ReportService::new(
-            caches,
-            Arc::clone(&metrics),
-            config.fresh_ttl,
-            config.stale_ttl,
-        ));
+        let freshness = Freshness {
+            fresh: config.fresh_ttl,
+            stale: config.stale_ttl,
+        };
+        let caches = Caches::new(config.cache_max_bytes, freshness);
+        let service = web::Data::new(ReportService::new(caches, Arc::clone(&metrics)));
         let settings = Arc::new(UpstreamSettings {
             graph_base_url: config.graph_base_url.clone(),
             allowlist: config.download_allowlist.clone(),
@@ -90,9 +90,9 @@ impl Application {
                 sim.origin()
             );
         }
-        info!("listening on {} (port {port})", config.listen);
         Ok(Application {
             port,
+            listen: config.listen,
             server,
             readiness,
             shutdown_drain: config.shutdown_drain,
@@ -107,11 +107,23 @@ impl Application {
     /// Serves until SIGTERM or SIGINT: then `/readyz` answers 503 for the drain period while
     /// requests are still served, then in-flight requests finish and the server stops.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        // Registered before the port is announced, so no signal can find the default action.
+        let signals = ShutdownSignals::register()?;
+        self.run_until(signals.received()).await
+    }
+
+    /// Like [`Self::run_until_stopped`], with `shutdown` in place of the process' signals (tests
+    /// run many applications in one process, and must not take its signals).
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + 'static,
+    ) -> std::io::Result<()> {
+        info!("listening on {} (port {})", self.listen, self.port);
         let handle = self.server.handle();
         let readiness = self.readiness.clone();
         let drain = self.shutdown_drain;
         actix_web::rt::spawn(async move {
-            wait_for_shutdown_signal().await;
+            shutdown.await;
             info!("shutdown requested: readiness off, draining for {drain:?}");
             readiness.shutting_down();
             tokio::time::sleep(drain).await;
@@ -141,17 +153,25 @@ fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-async fn wait_for_shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+/// SIGTERM (Kubernetes) and SIGINT (a terminal), registered at once.
+struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn register() -> std::io::Result<ShutdownSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(ShutdownSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn received(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
         }
     }
 }
