@@ -8,7 +8,6 @@ use std::fmt;
 
 use actix_web::http::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use base64::Engine as _;
-use serde::Deserialize;
 
 /// The caller's `Authorization` header, kept byte for byte so it reaches Graph unchanged.
 /// `Debug` never prints it and the header value is marked sensitive.
@@ -57,7 +56,7 @@ pub struct Fingerprint([u8; 32]);
 
 impl Fingerprint {
     pub fn to_hex(self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        blake3::Hash::from_bytes(self.0).to_hex().to_string()
     }
 }
 
@@ -86,7 +85,7 @@ impl Fingerprinter {
 }
 
 /// The claims the gateway reads from a JWT access token, none of them verified.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Claims {
     /// Tenant id.
     pub tid: Option<String>,
@@ -105,7 +104,16 @@ impl Claims {
         let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(payload.trim_end_matches('='))
             .ok()?;
-        serde_json::from_slice(&json).ok()
+        // Each claim on its own: a mistyped `tid` must not make the token lose its `exp`.
+        let payload: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&json).ok()?;
+        Some(Claims {
+            tid: payload
+                .get("tid")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+            exp: payload.get("exp").and_then(serde_json::Value::as_f64),
+        })
     }
 
     /// The `tid` claim if it looks like a tenant id (a GUID or a short domain-like name).
@@ -203,5 +211,10 @@ mod tests {
         assert_eq!(Claims::unverified("a.!!!.c"), None);
         let odd = Claims::unverified(&jwt(r#"{"tid":"a/b"}"#)).unwrap();
         assert_eq!(odd.tenant(), None);
+        let mistyped = Claims::unverified(&jwt(r#"{"tid":5,"exp":1700000000}"#)).unwrap();
+        assert_eq!(
+            (mistyped.tenant(), mistyped.expires_at()),
+            (None, Some(1_700_000_000))
+        );
     }
 }

@@ -127,6 +127,10 @@ fn parse_base_url(s: &str) -> Result<Url, String> {
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err("must be an absolute http(s) URL".into());
     }
+    // Bearer tokens travel to this URL: plain HTTP only where it cannot leave the machine.
+    if url.scheme() == "http" && !crate::graph::is_loopback(&url) {
+        return Err("must be https (http only for a loopback host)".into());
+    }
     if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
         return Err("must not carry a query, a fragment or credentials".into());
     }
@@ -167,6 +171,14 @@ mod tests {
             (&["--fresh-ttl", "soon"][..], "--fresh-ttl"),
             (&["--listen", "localhost"], "--listen"),
             (&["--graph-base-url", "ftp://x"], "--graph-base-url"),
+            (
+                &["--graph-base-url", "http://graph.example/v1.0"],
+                "--graph-base-url",
+            ),
+            (
+                &["--download-allowlist", "http://*.office.com"],
+                "--download-allowlist",
+            ),
             (
                 &["--download-allowlist", "reports.office.com"],
                 "--download-allowlist",

@@ -10,7 +10,10 @@ use actix_web::{
     Error, FromRequest, HttpMessage, HttpRequest,
     body::MessageBody,
     dev::{Payload, ServiceRequest, ServiceResponse},
-    http::header::{HeaderName, HeaderValue},
+    http::{
+        Method,
+        header::{HeaderName, HeaderValue},
+    },
     middleware::Next,
     web,
 };
@@ -63,6 +66,25 @@ impl FromRequest for RequestId {
     }
 }
 
+/// HTTP admits any token as a method; a label must not, or anyone could mint series.
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("other", |known| known.as_str())
+}
+
 /// Tags the request with its id, and after the answer: `X-Request-Id`, metrics by route
 /// template (never the raw path), and one access log line without any credential in it.
 pub async fn observe(
@@ -72,7 +94,7 @@ pub async fn observe(
     let started = Instant::now();
     let request_id = RequestId::of(&req);
     req.extensions_mut().insert(request_id.clone());
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let route = req.match_pattern();
     let route = route.as_deref().unwrap_or("unmatched");
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
@@ -87,11 +109,11 @@ pub async fn observe(
     if let Some(metrics) = metrics {
         metrics
             .http_requests
-            .with_label_values(&[method.as_str(), route, status.as_str()])
+            .with_label_values(&[method, route, status.as_str()])
             .inc();
         metrics
             .http_request_duration
-            .with_label_values(&[method.as_str(), route])
+            .with_label_values(&[method, route])
             .observe(elapsed.as_secs_f64());
     }
     let cache = res
@@ -112,6 +134,12 @@ pub async fn observe(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
+    }
 
     #[test]
     fn only_plain_request_ids_are_taken_from_callers() {

@@ -5,8 +5,6 @@
 //! matches only with the same scheme, the same effective port, and the exact host or, for a
 //! `*.` entry, a proper subdomain of it.
 
-use std::fmt;
-
 use url::{Host, Url};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +78,9 @@ impl OriginPattern {
         if !matches!(url.scheme(), "http" | "https") {
             return Err("the scheme must be http or https");
         }
+        if url.scheme() == "http" && !is_loopback(&url) {
+            return Err("http is only allowed for a loopback host; use https");
+        }
         if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
             return Err("an origin has no path, query or fragment");
         }
@@ -109,17 +110,13 @@ impl OriginPattern {
     }
 }
 
-impl fmt::Display for Allowlist {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, o) in self.origins.iter().enumerate() {
-            let sep = if i == 0 { "" } else { "," };
-            let host = match &o.host {
-                HostPattern::Exact(h) => h.clone(),
-                HostPattern::Subdomain(s) => format!("*{s}"),
-            };
-            write!(f, "{sep}{}://{host}:{}", o.scheme, o.port)?;
-        }
-        Ok(())
+/// Whether the URL's host is a loopback address (or `localhost`), where plain HTTP is safe.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(Host::Domain(d)) => d == "localhost",
+        None => false,
     }
 }
 
@@ -181,6 +178,7 @@ mod tests {
             "https://a.*.com",
             "https://*.127.0.0.1",
             "https://user@x.com",
+            "http://reports.office.com",
         ] {
             assert!(Allowlist::parse(bad).is_err(), "{bad:?}");
         }

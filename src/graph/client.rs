@@ -132,7 +132,10 @@ impl GraphClient {
     ) -> Result<Fetched, GraphError> {
         let mut retries = 0;
         loop {
-            let err = match self.attempt(token, period, etag, request_id).await {
+            let err = match self
+                .attempt(token, period, etag, request_id, deadline)
+                .await
+            {
                 Ok(fetched) => return Ok(fetched),
                 Err(err) => err,
             };
@@ -188,11 +191,11 @@ impl GraphClient {
         period: Period,
         etag: Option<&str>,
         request_id: &str,
+        deadline: Instant,
     ) -> Result<Fetched, GraphError> {
-        let _permit = self
-            .limiter
-            .acquire()
+        let _permit = timeout_at(deadline, self.limiter.acquire())
             .await
+            .map_err(|_| GraphError::Timeout)?
             .expect("the upstream semaphore is never closed");
         let url = format!("{}(period='{}')", self.report_url_prefix, period.as_str());
         let mut request = self
@@ -204,14 +207,18 @@ impl GraphClient {
             request = request.insert_header((IF_NONE_MATCH, etag));
         }
         let started = Instant::now();
-        let sent = request.send().await;
+        let sent = timeout_at(deadline, request.send()).await;
         let elapsed = started.elapsed().as_secs_f64();
         let mut response = match sent {
-            Ok(response) => response,
-            Err(err) => {
+            Ok(Ok(response)) => response,
+            Ok(Err(err)) => {
                 self.metrics
                     .record_upstream("report", send_error_label(&err), elapsed);
                 return Err(send_error(err, "Graph"));
+            }
+            Err(_) => {
+                self.metrics.record_upstream("report", "timeout", elapsed);
+                return Err(GraphError::Timeout);
             }
         };
         let status = response.status();
@@ -220,7 +227,7 @@ impl GraphClient {
         let headers = response.headers();
         let graph_etag = header_string(headers, &ETAG);
         match status {
-            StatusCode::NOT_MODIFIED => Ok(Fetched::NotModified),
+            StatusCode::NOT_MODIFIED if etag.is_some() => Ok(Fetched::NotModified),
             StatusCode::OK => {
                 let csv = read_limited(&mut response, self.settings.max_report_bytes).await?;
                 Ok(Fetched::Report {
@@ -234,7 +241,7 @@ impl GraphClient {
             | StatusCode::MOVED_PERMANENTLY
             | StatusCode::PERMANENT_REDIRECT => {
                 let location = self.trusted_location(headers)?;
-                let (download_etag, csv) = self.download(&location).await?;
+                let (download_etag, csv) = self.download(&location, deadline).await?;
                 Ok(Fetched::Report {
                     etag: graph_etag.or(download_etag),
                     csv,
@@ -272,16 +279,24 @@ impl GraphClient {
 
     /// Fetches the pre-authenticated download: no `Authorization` (the URL is the credential,
     /// and the token must never reach another host), a body limit, the upstream deadline.
-    async fn download(&self, url: &Url) -> Result<(Option<String>, Bytes), GraphError> {
+    async fn download(
+        &self,
+        url: &Url,
+        deadline: Instant,
+    ) -> Result<(Option<String>, Bytes), GraphError> {
         let started = Instant::now();
-        let sent = self.http.get(url.as_str()).send().await;
+        let sent = timeout_at(deadline, self.http.get(url.as_str()).send()).await;
         let elapsed = started.elapsed().as_secs_f64();
         let mut response = match sent {
-            Ok(response) => response,
-            Err(err) => {
+            Ok(Ok(response)) => response,
+            Ok(Err(err)) => {
                 self.metrics
                     .record_upstream("download", send_error_label(&err), elapsed);
                 return Err(send_error(err, "the report download host"));
+            }
+            Err(_) => {
+                self.metrics.record_upstream("download", "timeout", elapsed);
+                return Err(GraphError::Timeout);
             }
         };
         let status = response.status();
@@ -315,11 +330,7 @@ impl GraphClient {
     ) -> GraphError {
         let headers = response.headers();
         let request_id = header_string(headers, "request-id");
-        let retry_after = headers
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = headers.get(RETRY_AFTER).and_then(parse_retry_after);
         let body = response
             .body()
             .limit(MAX_ERROR_BODY)
@@ -397,6 +408,23 @@ async fn read_limited(
     })
 }
 
+/// `Retry-After` as delay-seconds or as an HTTP-date (RFC 9110 10.2.3); a date in the past
+/// means now.
+fn parse_retry_after(value: &actix_web::http::header::HeaderValue) -> Option<Duration> {
+    let text = value.to_str().ok()?.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date: std::time::SystemTime = text
+        .parse::<actix_web::http::header::HttpDate>()
+        .ok()?
+        .into();
+    Some(
+        date.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
 fn send_error(err: SendRequestError, peer: &str) -> GraphError {
     match err {
         SendRequestError::Timeout => GraphError::Timeout,
@@ -435,4 +463,30 @@ fn header_string(
 /// `scheme://host:port` of a URL: what may be logged of a pre-authenticated download URL.
 fn origin_of(url: &Url) -> String {
     url.origin().ascii_serialization()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::HeaderValue;
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+        let seconds = HeaderValue::from_static("120");
+        assert_eq!(parse_retry_after(&seconds), Some(Duration::from_secs(120)));
+        let later = std::time::SystemTime::now() + Duration::from_secs(90);
+        let date = HeaderValue::from_str(&httpdate_of(later)).unwrap();
+        let wait = parse_retry_after(&date).unwrap();
+        assert!(
+            wait > Duration::from_secs(85) && wait <= Duration::from_secs(90),
+            "{wait:?}"
+        );
+        let past = HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT");
+        assert_eq!(parse_retry_after(&past), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
+    }
+
+    fn httpdate_of(time: std::time::SystemTime) -> String {
+        actix_web::http::header::HttpDate::from(time).to_string()
+    }
 }

@@ -5,6 +5,6 @@ mod allowlist;
 mod client;
 mod error;
 
-pub use allowlist::Allowlist;
+pub use allowlist::{Allowlist, is_loopback};
 pub use client::{Fetched, GraphClient, UpstreamSettings, tls_config};
 pub use error::GraphError;
