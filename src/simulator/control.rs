@@ -12,7 +12,7 @@
 //!
 //! A fault body is `{"fault":KIND, ...fields, "times":N}` or `{..., "always":true}` (no `times`
 //! means once). Kinds and fields: `status` (`status`, optional `retryAfter` seconds), `delay`
-//! (`ms`), `downloadDelay` (`ms`), `downloadStatus` (`status`), `malformedCsv`,
+//! (`ms`), `outage` (`status`, before the token is checked), `downloadDelay` (`ms`), `downloadStatus` (`status`), `malformedCsv`,
 //! `oversizedCsv` (`bytes`), `foreignRedirect` (`location`), `missingLocation`, `directCsv`.
 //! For example `{"fault":"status","status":429,"retryAfter":2,"times":3}`. Any content type is
 //! accepted, so `curl -d` works as is.
@@ -49,6 +49,9 @@ pub(super) struct Stats {
     rename_all_fields = "camelCase"
 )]
 enum FaultSpec {
+    Outage {
+        status: u16,
+    },
     Status {
         status: u16,
         retry_after: Option<u64>,
@@ -92,6 +95,7 @@ impl FaultRequest {
                 .ok_or_else(|| format!("status {status} is not an error status (400-599)"))
         };
         let fault = match self.fault {
+            FaultSpec::Outage { status } => Fault::Outage(error_status(status)?),
             FaultSpec::Status {
                 status,
                 retry_after,
@@ -175,6 +179,7 @@ mod tests {
         let cases = [
             r#"{"fault":"status","status":429,"retryAfter":2}"#,
             r#"{"fault":"status","status":503}"#,
+            r#"{"fault":"outage","status":503}"#,
             r#"{"fault":"delay","ms":10}"#,
             r#"{"fault":"downloadDelay","ms":10}"#,
             r#"{"fault":"downloadStatus","status":500}"#,

@@ -63,6 +63,9 @@ async fn unknown_segment(req: HttpRequest) -> HttpResponse {
 /// Graph checks the token before the URL, and only calls it would answer normally meet faults.
 fn answer_report(req: &HttpRequest, shared: &Shared) -> (Answer, Duration) {
     let refuse = |error: GraphError| (Answer::Error(error), Duration::ZERO);
+    if let Some(Fault::Outage(status)) = shared.lock().take_fault(Target::FrontDoor) {
+        return refuse(GraphError::from_status(status, None));
+    }
     let Some(bearer) = BearerToken::from_headers(req.headers()) else {
         return refuse(GraphError::unauthenticated("Access token is empty."));
     };

@@ -104,6 +104,9 @@ impl SeenCall {
 /// normally: a call refused for its token or URL, or a download of a dead link, consumes none.
 #[derive(Clone, Debug)]
 pub enum Fault {
+    /// Graph's front door fails before it looks at the token (a regional outage): every report
+    /// call answers this status, whatever its token. The one fault a refused token meets.
+    Outage(u16),
     /// A report call answers this status with a Graph-shaped error, and `Retry-After` when given.
     Status {
         status: u16,

@@ -16,6 +16,8 @@ pub(super) const CALL_LOG_LIMIT: usize = 1000;
 /// Which call is looking for a fault to apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Target {
+    /// Any report call, before its token is checked.
+    FrontDoor,
     /// An authorized report call; `not_modified` when its `If-None-Match` matched.
     Report { not_modified: bool },
     /// A download of a live link.
@@ -27,6 +29,7 @@ pub(super) enum Target {
 impl Fault {
     fn concerns(&self, target: Target) -> bool {
         match self {
+            Fault::Outage(_) => target == Target::FrontDoor,
             Fault::Status { .. } | Fault::Delay(_) => matches!(target, Target::Report { .. }),
             // These change a report answer; a 304 has none, so they wait for a call that does.
             Fault::ForeignRedirect(_) | Fault::MissingLocation | Fault::DirectCsv => {

@@ -82,21 +82,65 @@ async fn concurrent_first_calls_share_one_upstream_fetch() {
     let app = spawn_app_against(sim, |c| c.workers = Some(2.try_into().unwrap())).await;
     let token = token_of("contoso");
 
-    // One caller gives up mid-fetch; the fetch must go on for the others.
-    let impatient = awc::Client::builder()
-        .timeout(Duration::from_millis(50))
-        .finish();
-    let abandoned = impatient
-        .get(format!("{}/skype/activity-counts/D7", app.address))
-        .insert_header(("Authorization", format!("Bearer {token}")))
-        .send();
-    let answers = join_all((0..100).map(|_| app.report("D7", &token)));
-    let (abandoned, answers) = futures_util::join!(abandoned, answers);
+    let answers = join_all((0..100).map(|_| app.report("D7", &token))).await;
 
-    assert!(abandoned.is_err(), "the impatient caller timed out");
     assert!(answers.iter().all(|a| a.status == 200));
     assert!(answers.iter().all(|a| a.body == answers[0].body));
     assert_eq!((app.sim.report_calls(), app.sim.download_calls()), (1, 1));
+}
+
+#[actix_web::test]
+async fn a_caller_that_disconnects_mid_fetch_does_not_cancel_it() {
+    let sim = Simulator::start_with(SimulatorConfig {
+        report_latency: Duration::from_millis(300),
+        ..SimulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let app = spawn_app_against(sim, |_| {}).await;
+    let token = token_of("contoso");
+
+    // The caller that starts the fetch resets its connection while Graph is answering.
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let stream = actix_web::rt::net::TcpStream::connect(&address)
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /skype/activity-counts/D7 HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    stream.writable().await.unwrap();
+    assert_eq!(stream.try_write(request.as_bytes()).unwrap(), request.len());
+    wait_until(|| app.sim.report_calls() == 1).await;
+    stream.set_zero_linger().unwrap();
+    drop(stream);
+
+    wait_until(|| app.sim.download_calls() == 1).await;
+    let answer = app.report("D7", &token).await;
+    assert_eq!(answer.cache_status(), "HIT");
+    assert_eq!((app.sim.report_calls(), app.sim.download_calls()), (1, 1));
+}
+
+/// Polls `condition` every 10 ms for up to 5 s.
+async fn wait_until(condition: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not met within 5 s");
+}
+
+#[actix_web::test]
+async fn another_token_of_a_cached_tenant_revalidates_without_a_download() {
+    let app = spawn_app().await;
+    let first = app.report("D7", &token_of("contoso")).await;
+
+    let colleague = app.report("D7", &token_of("contoso")).await;
+
+    assert_eq!(colleague.cache_status(), "REVALIDATED");
+    assert_eq!(colleague.body, first.body);
+    assert_eq!((app.sim.report_calls(), app.sim.download_calls()), (2, 1));
 }
 
 #[actix_web::test]
@@ -128,16 +172,16 @@ async fn tenants_are_isolated_and_a_forged_tid_gets_nothing() {
     assert_eq!(answer.status, 401);
     assert_ne!(answer.body, tenant_a.body);
 
-    // Nor while Graph fails: a token Graph never accepted gets no stale copy.
-    app.sim.fail_always(Fault::Status {
-        status: 503,
-        retry_after: None,
-    });
+    // Nor while Graph is down, even before it checks tokens: a token Graph never accepted
+    // gets no stale copy.
+    app.sim.fail_always(Fault::Outage(503));
     let unvalidated = test_token("tenant-a", None) + "forged-too";
     let answer = app.report("D7", &unvalidated).await;
     assert_eq!(answer.status, 502);
     assert_eq!(answer.error_code(), "upstreamUnavailable");
-    assert_eq!(app.report("D7", &forged).await.status, 401);
+    let answer = app.report("D7", &forged).await;
+    assert_eq!(answer.status, 502);
+    assert_ne!(answer.body, tenant_a.body);
 }
 
 async fn cached_then_failing(fault: Fault) -> (crate::helpers::TestApp, Vec<u8>, String) {
@@ -211,11 +255,15 @@ async fn graphs_401_is_never_answered_from_cache() {
     tokio::time::sleep(SHORT_FRESH + Duration::from_millis(100)).await;
 
     let answer = app.report("D7", &token).await;
-
     assert_eq!(answer.status, 401);
-    // And the token is forgotten: even a fresh entry is not served to it afterwards.
+
+    // The refusal also forgets the token: with the entry made fresh again by a colleague's
+    // token, the refused one still goes to Graph, and gets 401 again.
+    assert_eq!(app.report("D7", &token_of("contoso")).await.status, 200);
+    let calls = app.sim.report_calls();
     let again = app.report("D7", &token).await;
     assert_eq!(again.status, 401);
+    assert_eq!(app.sim.report_calls(), calls + 1);
 }
 
 #[actix_web::test]
@@ -259,6 +307,24 @@ async fn an_expired_jwt_is_never_answered_from_cache() {
 }
 
 #[actix_web::test]
+async fn an_expired_jwt_gets_no_stale_copy_while_graph_is_down() {
+    let app = spawn_app_with(|c| c.fresh_ttl = Duration::from_secs(1)).await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = test_token("contoso", Some(now + 1));
+    assert_eq!(app.report("D7", &token).await.status, 200);
+    app.sim.fail_always(Fault::Outage(503));
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let answer = app.report("D7", &token).await;
+
+    assert_eq!(answer.status, 502);
+    assert_ne!(answer.cache_status(), "STALE");
+}
+
+#[actix_web::test]
 async fn the_report_cache_stays_within_its_byte_bound_evicting_the_oldest() {
     let bound: u64 = 64 * 1024;
     let app = spawn_app_with(|c| c.cache_max_bytes = bound).await;
@@ -297,4 +363,11 @@ async fn a_matching_if_none_match_gets_304_but_only_with_a_token() {
         .get("/skype/activity-counts/D7", &[("If-None-Match", &etag)])
         .await;
     assert_eq!(anonymous.status, 401);
+
+    let forged = test_token("contoso", None) + "forged";
+    app.sim.reject_token(&forged);
+    let refused = app
+        .report_with("D7", &forged, &[("If-None-Match", &etag)])
+        .await;
+    assert_eq!(refused.status, 401);
 }

@@ -44,7 +44,7 @@ async fn graphs_401_passes_its_code_and_message_through() {
     assert_eq!(answer.status, 401);
     let body = answer.json();
     assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
-    assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+    assert_eq!(body["error"]["message"], "Access token validation failure.");
 }
 
 #[actix_web::test]
@@ -61,7 +61,12 @@ async fn graphs_403_passes_its_code_through() {
     let answer = app.report("D7", &token_of("contoso")).await;
 
     assert_eq!(answer.status, 403);
-    assert_eq!(answer.error_code(), "Forbidden");
+    let body = answer.json();
+    assert_eq!(body["error"]["code"], "Forbidden");
+    assert_eq!(
+        body["error"]["message"],
+        "Insufficient privileges to complete the operation."
+    );
 }
 
 #[actix_web::test]
@@ -152,6 +157,24 @@ async fn a_redirect_without_location_is_502_untrusted_redirect() {
 
     assert_eq!(answer.status, 502);
     assert_eq!(answer.error_code(), "untrustedRedirect");
+}
+
+#[actix_web::test]
+async fn a_relative_or_malformed_location_is_502_untrusted_redirect() {
+    let app = spawn_app().await;
+
+    for location in [
+        "/data/download/relative?sig=x",
+        "http://[::1",
+        "javascript:alert(1)",
+    ] {
+        app.sim
+            .fail_next(1, Fault::ForeignRedirect(location.into()));
+        let answer = app.report("D7", &token_of("contoso")).await;
+        assert_eq!(answer.status, 502, "{location}");
+        assert_eq!(answer.error_code(), "untrustedRedirect", "{location}");
+    }
+    assert_eq!(app.sim.download_calls(), 0);
 }
 
 #[actix_web::test]

@@ -58,7 +58,7 @@ pub async fn spawn_app_against(sim: Simulator, adjust: impl FnOnce(&mut Config))
     config.validate().expect("test config is valid");
     let app = Application::build(config).await.expect("gateway starts");
     let address = format!("http://127.0.0.1:{}", app.port());
-    actix_web::rt::spawn(app.run_until_stopped());
+    actix_web::rt::spawn(app.run_until(std::future::pending()));
     TestApp {
         address,
         sim,

@@ -78,6 +78,89 @@ async fn three_503s_with_two_retries_give_502_after_exactly_three_calls() {
 }
 
 #[actix_web::test]
+async fn a_503_with_retry_after_is_waited_for_and_retried() {
+    let app = spawn_app().await;
+    app.sim.fail_next(
+        1,
+        Fault::Status {
+            status: 503,
+            retry_after: Some(1),
+        },
+    );
+
+    let started = Instant::now();
+    let answer = app.report("D7", &token_of("contoso")).await;
+
+    assert_eq!(answer.status, 200);
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(app.sim.report_calls(), 2);
+}
+
+#[actix_web::test]
+async fn graph_502_and_504_are_retried() {
+    let app = spawn_app().await;
+    app.sim.fail_next(
+        1,
+        Fault::Status {
+            status: 502,
+            retry_after: None,
+        },
+    );
+    app.sim.fail_next(
+        1,
+        Fault::Status {
+            status: 504,
+            retry_after: None,
+        },
+    );
+
+    let answer = app.report("D7", &token_of("contoso")).await;
+
+    assert_eq!(answer.status, 200);
+    assert_eq!(app.sim.report_calls(), 3);
+    assert_eq!(metric_value(&app.metrics().await, RETRIES), 2.0);
+}
+
+#[actix_web::test]
+async fn a_failed_download_is_retried_with_a_new_redirect() {
+    let app = spawn_app().await;
+    app.sim.fail_next(1, Fault::DownloadStatus(503));
+
+    let answer = app.report("D7", &token_of("contoso")).await;
+
+    assert_eq!(answer.status, 200);
+    assert_eq!((app.sim.report_calls(), app.sim.download_calls()), (2, 2));
+}
+
+#[actix_web::test]
+async fn retries_stop_at_the_upstream_deadline() {
+    let app = spawn_app_with(|c| c.upstream_timeout = Duration::from_secs(1)).await;
+    app.sim.fail_always(Fault::Status {
+        status: 429,
+        retry_after: Some(2),
+    });
+
+    let started = Instant::now();
+    let answer = app.report("D7", &token_of("contoso")).await;
+
+    assert!(started.elapsed() < Duration::from_millis(900));
+    assert_eq!(answer.status, 429);
+    assert_eq!(app.sim.report_calls(), 1);
+}
+
+#[actix_web::test]
+async fn an_upstream_timeout_is_counted_in_the_metrics() {
+    let app = spawn_app_with(|c| c.upstream_timeout = Duration::from_millis(300)).await;
+    app.sim.fail_always(Fault::Delay(Duration::from_secs(3)));
+
+    assert_eq!(app.report("D7", &token_of("contoso")).await.status, 504);
+
+    let text = app.metrics().await;
+    let series = r#"skype_gateway_upstream_requests_total{call="report",status="timeout"}"#;
+    assert_eq!(metric_value(&text, series), 1.0);
+}
+
+#[actix_web::test]
 async fn a_400_from_graph_is_not_retried() {
     let app = spawn_app().await;
     app.sim.fail_always(Fault::Status {
