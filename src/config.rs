@@ -84,7 +84,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
 
     /// Start an embedded Graph simulator on loopback and point the gateway at it.
-    #[arg(long, env = "SKYPE_GATEWAY_DEMO")]
+    /// The variable takes true/false, 1/0, yes/no, on/off.
+    #[arg(long, env = "SKYPE_GATEWAY_DEMO", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub demo: bool,
 }
 
@@ -188,6 +189,11 @@ mod tests {
             let err = parse(args).unwrap_err();
             assert!(err.contains(needle), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn demo_is_a_flag() {
+        assert!(parse(&["--demo"]).unwrap().demo);
     }
 
     #[test]
