@@ -15,16 +15,14 @@ use actix_web::{
     web,
 };
 
+use super::token::{bearer, claims};
 use super::{
     CallKind, Fault, SeenCall,
     csv::{CsvShape, ReportData, opaque_tenant},
     date::{timestamp_now, unix_seconds},
     state::{LinkRefusal, Shared, Target},
 };
-use crate::{
-    auth::{BearerToken, Claims},
-    report::Period,
-};
+use crate::report::Period;
 
 const FUNCTION: &str = "getSkypeForBusinessActivityCounts";
 
@@ -66,16 +64,15 @@ fn answer_report(req: &HttpRequest, shared: &Shared) -> (Answer, Duration) {
     if let Some(Fault::Outage(status)) = shared.lock().take_fault(Target::FrontDoor) {
         return refuse(GraphError::from_status(status, None));
     }
-    let Some(bearer) = BearerToken::from_headers(req.headers()) else {
+    let Some(token) = bearer(req.headers()) else {
         return refuse(GraphError::unauthenticated("Access token is empty."));
     };
-    let token = bearer.token();
     if shared.lock().is_rejected(token) {
         return refuse(GraphError::unauthenticated(
             "Access token validation failure.",
         ));
     }
-    if let Some(exp) = Claims::unverified(token).and_then(|c| c.expires_at())
+    if let Some((_, Some(exp))) = claims(token)
         && exp <= unix_seconds()
     {
         return refuse(GraphError::unauthenticated(
@@ -203,8 +200,8 @@ fn body_shape(fault: Option<Fault>) -> CsvShape {
 
 /// The tenant whose data a token sees: its `tid`, or a stand-in derived from an opaque token.
 pub(super) fn tenant_of(token: &str) -> String {
-    Claims::unverified(token)
-        .and_then(|claims| claims.tenant().map(str::to_string))
+    claims(token)
+        .and_then(|(tid, _)| tid)
         .unwrap_or_else(|| opaque_tenant(token))
 }
 

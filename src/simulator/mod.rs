@@ -19,6 +19,7 @@ mod handlers;
 mod state;
 #[cfg(test)]
 mod tests;
+mod token;
 
 use std::{io, sync::Arc, time::Duration};
 
