@@ -483,9 +483,11 @@ async fn readiness_while_shutting_down_matches_the_document() {
         sim,
         http: awc::Client::default(),
     };
+    // Served first: a SIGTERM in the instant after the port is logged, before the gateway
+    // has installed its handler, kills the process outright.
     let contract = Contract::served_by(&app).await;
-
     gateway.signal("TERM");
+
     let mut answer = app.get("/readyz", &[]).await;
     for _ in 0..50 {
         if answer.status == 503 {
