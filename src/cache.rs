@@ -27,7 +27,8 @@ use crate::{
 };
 
 /// How a report answer was produced, in nginx's `X-Cache-Status` vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "UPPERCASE")]
 pub enum CacheStatus {
     Hit,
     Miss,

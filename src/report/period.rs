@@ -2,7 +2,8 @@ use std::{fmt, str::FromStr};
 
 use serde::Serialize;
 
-/// The four report periods Graph offers for this report.
+/// The four report periods Graph offers for this report. A request may spell them in any letter
+/// case (`d30`); an answer always spells them as here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 pub enum Period {
     D7,

@@ -4,7 +4,7 @@ use crate::{metrics::Metrics, service::ReportService};
 
 /// Prometheus text format; the cache gauges are read from moka at scrape time.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain; version=0.0.4", body = String)))]
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)))]
 pub async fn metrics(
     metrics: web::Data<Metrics>,
     service: web::Data<ReportService>,

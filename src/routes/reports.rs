@@ -4,8 +4,10 @@ use actix_web::{
     web,
 };
 
+use super::openapi::headers;
 use crate::{
     auth::BearerToken,
+    cache::CacheStatus,
     error::{ApiError, ErrorBody},
     graph::GraphClient,
     report::{Period, Report},
@@ -21,28 +23,41 @@ use crate::{
     get,
     path = "/skype/activity-counts/{period}",
     tag = "reports",
-    params(("period" = Period, Path, description = "Report period; letter case does not matter")),
+    params(
+        ("period" = Period, Path, example = "D7",
+            description = "Report period; any letter case is accepted (`d30` is `D30`)"),
+        ("If-None-Match" = Option<String>, Header, nullable = false,
+            description = "An `ETag` from an earlier answer (or `*`): `304` when it still matches, \
+                           after the same authorization as a `200`"),
+    ),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The report, rows newest first", body = Report, headers(
-            ("ETag" = String, description = "Strong validator of the body"),
-            ("Cache-Control" = String, description = "`private, max-age=N`: seconds of freshness left"),
+            ("ETag" = inline(headers::ETag), description = "Strong validator of the body"),
+            ("Cache-Control" = inline(headers::CacheControl), description = "`private, max-age=N`: seconds of freshness left"),
             ("Age" = u64, description = "Seconds since Graph last confirmed the report"),
-            ("X-Cache-Status" = String, description = "HIT, MISS, REVALIDATED or STALE"),
-            ("X-Request-Id" = String, description = "The caller's request id, or a generated one"),
+            ("Vary" = inline(headers::Vary), description = "`Authorization`"),
+            ("X-Cache-Status" = inline(CacheStatus), description = "How the answer was produced, in nginx's vocabulary"),
         )),
         (status = 304, description = "The caller's If-None-Match matches; no body", headers(
-            ("ETag" = String, description = "Strong validator of the body"),
-            ("X-Cache-Status" = String, description = "HIT, MISS, REVALIDATED or STALE"),
+            ("ETag" = inline(headers::ETag), description = "Strong validator of the body"),
+            ("Cache-Control" = inline(headers::CacheControl), description = "`private, max-age=N`: seconds of freshness left"),
+            ("Age" = u64, description = "Seconds since Graph last confirmed the report"),
+            ("Vary" = inline(headers::Vary), description = "`Authorization`"),
+            ("X-Cache-Status" = inline(CacheStatus), description = "How the answer was produced, in nginx's vocabulary"),
         )),
-        (status = 400, description = "`invalidPeriod`", body = ErrorBody),
-        (status = 401, description = "`missingToken`, or Graph refused the token (Graph's code)", body = ErrorBody,
-            headers(("WWW-Authenticate" = String, description = "Bearer"))),
-        (status = 403, description = "Graph refused the token (Graph's code)", body = ErrorBody),
+        (status = 400, description = "`invalidPeriod`: the period is not one of the four; Graph is not called",
+            body = ErrorBody,
+            example = json!({"error": {"code": "invalidPeriod", "message": "period must be one of D7, D30, D90, D180"}})),
+        (status = 401, description = "`missingToken` (no bearer token; Graph is not called), or Graph refused the token (Graph's code and message)",
+            body = ErrorBody,
+            headers(("WWW-Authenticate" = inline(headers::WwwAuthenticate), description = "`Bearer`, with `error=\"invalid_token\"` when Graph refused the token")),
+            example = json!({"error": {"code": "missingToken", "message": "an Authorization: Bearer <token> header is required"}})),
+        (status = 403, description = "Graph refused the token (Graph's code and message, e.g. `Forbidden`)", body = ErrorBody),
         (status = 429, description = "`throttled`: Graph throttles and no stale copy may be served", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait, from Graph"))),
+            headers(("Retry-After" = inline(headers::RetryAfter), description = "Seconds to wait, passed on from Graph when Graph sent it"))),
         (status = 502, description = "`upstreamUnavailable`, `untrustedRedirect`, `invalidReport` or `reportTooLarge`", body = ErrorBody),
-        (status = 504, description = "`upstreamTimeout`", body = ErrorBody),
+        (status = 504, description = "`upstreamTimeout`: Graph or the download did not answer in time", body = ErrorBody),
     )
 )]
 pub async fn activity_counts(

@@ -9,6 +9,7 @@
 //! | `POST /_simulator/faults` | `204`: one fault queued (body below); `400` with `{"error":"..."}` if the body is wrong |
 //! | `DELETE /_simulator/faults` | `204`: faults cleared |
 //! | `POST /_simulator/advance-data` | `204`: a new data version, every ETag changes |
+//! | `POST /_simulator/rejected-tokens` | `204`: report calls with the token `{"token":"..."}` get `401 InvalidAuthenticationToken`; `400` if the body is wrong |
 //!
 //! A fault body is `{"fault":KIND, ...fields, "times":N}` or `{..., "always":true}` (no `times`
 //! means once). Kinds and fields: `status` (`status`, optional `retryAfter` seconds), `delay`
@@ -32,6 +33,7 @@ pub(super) fn scope() -> actix_web::Scope {
         .route("/faults", web::post().to(add_fault))
         .route("/faults", web::delete().to(clear_faults))
         .route("/advance-data", web::post().to(advance_data))
+        .route("/rejected-tokens", web::post().to(reject_token))
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -74,6 +76,13 @@ enum FaultSpec {
     },
     MissingLocation,
     DirectCsv,
+}
+
+/// A token Graph refuses, as [`Simulator::reject_token`](super::Simulator::reject_token) does.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RejectedToken {
+    token: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,6 +171,19 @@ async fn clear_faults(shared: web::Data<Shared>) -> HttpResponse {
 async fn advance_data(shared: web::Data<Shared>) -> HttpResponse {
     shared.lock().version += 1;
     HttpResponse::NoContent().finish()
+}
+
+async fn reject_token(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    match serde_json::from_slice::<RejectedToken>(&body) {
+        Ok(RejectedToken { token }) if !token.trim().is_empty() => {
+            shared.lock().reject(&token);
+            HttpResponse::NoContent().finish()
+        }
+        Ok(_) => HttpResponse::BadRequest().json(serde_json::json!({ "error": "empty token" })),
+        Err(error) => {
+            HttpResponse::BadRequest().json(serde_json::json!({ "error": error.to_string() }))
+        }
+    }
 }
 
 #[cfg(test)]

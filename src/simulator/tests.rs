@@ -669,6 +669,24 @@ async fn the_control_api_reports_stats_queues_faults_and_resets() {
     let advanced = send(client().post(control("advance-data"))).await;
     assert_eq!(advanced.status, StatusCode::NO_CONTENT);
     assert_ne!(sim.etag(&token, Period::D7), etag);
+
+    let reject = |body: &'static str| send_body(client().post(control("rejected-tokens")), body);
+    assert_eq!(
+        reject(r#"{"token":""}"#).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        reject(r#"{"tokens":"x"}"#).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let rejected = reject(r#"{"token":"SCHEMATHESIS-INVALID-VALUE"}"#).await;
+    assert_eq!(rejected.status, StatusCode::NO_CONTENT);
+    let refused = send(report(&sim, "SCHEMATHESIS-INVALID-VALUE", "D7")).await;
+    assert_graph_error(&refused, 401, "InvalidAuthenticationToken");
+    assert_eq!(
+        send(report(&sim, &token, "D7")).await.status,
+        StatusCode::FOUND
+    );
 }
 
 #[actix_web::test]
