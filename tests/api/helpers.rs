@@ -152,7 +152,7 @@ pub struct GatewayProcess {
     child: std::process::Child,
     pub address: String,
     log: std::sync::Arc<std::sync::Mutex<String>>,
-    reader: std::thread::JoinHandle<()>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl GatewayProcess {
@@ -196,7 +196,7 @@ impl GatewayProcess {
             child,
             address: format!("http://127.0.0.1:{port}"),
             log,
-            reader,
+            reader: Some(reader),
         }
     }
 
@@ -226,7 +226,9 @@ impl GatewayProcess {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        let _ = self.reader.join();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
         let log = self.log.lock().unwrap().clone();
         (status, log)
     }
@@ -235,5 +237,15 @@ impl GatewayProcess {
     pub fn stop(self) -> String {
         self.signal("KILL");
         self.wait(Duration::from_secs(10)).1
+    }
+}
+
+/// A test that fails half-way must not leave its gateway running.
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
