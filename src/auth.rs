@@ -56,7 +56,12 @@ impl BearerToken {
     pub fn token(&self) -> &str {
         // Checked in `from_headers`: visible ASCII, so UTF-8, which `from_utf8` confirms a
         // word at a time.
-        std::str::from_utf8(&self.header.as_bytes()[self.start..self.end]).unwrap_or_default()
+        std::str::from_utf8(self.token_bytes()).unwrap_or_default()
+    }
+
+    /// The token's bytes, for the fingerprint: no UTF-8 check on the hit path.
+    pub fn token_bytes(&self) -> &[u8] {
+        &self.header.as_bytes()[self.start..self.end]
     }
 
     /// The `Authorization` header exactly as the caller sent it.
@@ -116,9 +121,9 @@ impl Fingerprinter {
         }
     }
 
-    pub fn fingerprint(&self, token: &str) -> Fingerprint {
+    pub fn fingerprint(&self, token: impl AsRef<[u8]>) -> Fingerprint {
         let mut hasher = SipHasher24::new_with_key(&self.key);
-        hasher.write(token.as_bytes());
+        hasher.write(token.as_ref());
         Fingerprint(u128::from(hasher.finish128()).to_le_bytes())
     }
 }

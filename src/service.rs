@@ -30,6 +30,8 @@ use crate::{
 pub struct Served {
     pub entry: Arc<ReportEntry>,
     pub status: CacheStatus,
+    /// The entry's age when it was chosen (`Age`): the clock is read once per answer.
+    pub age: Duration,
     /// Seconds a client may reuse the answer (`Cache-Control: max-age`).
     pub max_age: u64,
 }
@@ -88,7 +90,7 @@ impl ReportService {
         period: Period,
         request_id: &str,
     ) -> Result<Served, ApiError> {
-        let fp = self.fingerprinter.fingerprint(token.token());
+        let fp = self.fingerprinter.fingerprint(token.token_bytes());
         let known = self.caches.validated_token(&fp).await;
         // A known token's partition was computed when Graph accepted it; only a new token's
         // claims are read (the hit path skips the base64 and JSON work).
@@ -107,9 +109,11 @@ impl ReportService {
         let cached = self.caches.report(&key).await;
 
         if known.is_some()
-            && let Some(entry) = cached.as_ref().filter(|e| e.age() < self.fresh_ttl)
+            && let Some(entry) = &cached
+            && let age = entry.age()
+            && age < self.fresh_ttl
         {
-            let served = self.served(Arc::clone(entry), CacheStatus::Hit);
+            let served = self.served_at(Arc::clone(entry), CacheStatus::Hit, age);
             self.metrics.record_cache(served.status);
             return Ok(served);
         }
@@ -223,13 +227,19 @@ impl ReportService {
     }
 
     fn served(&self, entry: Arc<ReportEntry>, status: CacheStatus) -> Served {
+        let age = entry.age();
+        self.served_at(entry, status, age)
+    }
+
+    fn served_at(&self, entry: Arc<ReportEntry>, status: CacheStatus, age: Duration) -> Served {
         let max_age = match status {
             CacheStatus::Stale => 0,
-            _ => self.fresh_ttl.saturating_sub(entry.age()).as_secs(),
+            _ => self.fresh_ttl.saturating_sub(age).as_secs(),
         };
         Served {
             entry,
             status,
+            age,
             max_age,
         }
     }
