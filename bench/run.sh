@@ -19,6 +19,7 @@
 # Usage: bench/run.sh [--quick] [--out FILE]
 #   --quick   the same steps with short durations and a 500-tenant fill (CI: a few minutes)
 #   --out     where the table goes (default: bench/results.md, ignored by git)
+# BENCH_TOKEN_BYTES=N sets the tokens' size (default 1600, a real Graph token's; 0: ~130 bytes).
 # Honours CARGO_TARGET_DIR. Everything listens on 127.0.0.1; every loop is bounded.
 set -euo pipefail
 
@@ -43,10 +44,10 @@ WORKERS=1
 WRK_THREADS=1
 WRK_CONNECTIONS=64
 COALESCE_COUNT=1000
-COALESCE_DELAY_MS=1000 # the one report call is held this long, so that all requests meet it
+COALESCE_DELAY_MS=3000 # the one report call is held this long, so that all requests meet it
 # Graph access tokens are 1.5-2.5 KB; what the hit path does per request on a token (check it,
 # fingerprint it) grows with its length, so the benchmark's tokens have a realistic size.
-TOKEN_BYTES=1600
+TOKEN_BYTES="${BENCH_TOKEN_BYTES:-1600}"
 FILL_CONCURRENCY=32
 DEFAULT_BOUND=268435456 # the default --cache-max-bytes, 256 MiB
 SMALL_BOUND=16777216    # 16 MiB
@@ -196,7 +197,7 @@ wrk_run() { # wrk_run URL SECONDS: the WRK line of report.lua
     "$1/skype/activity-counts/D7" | grep '^WRK '
 }
 wrk_field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system time of a process
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; } # user and system time of a process
 ticks_per_second=$(getconf CLK_TCK)
 
 for url in "$base" "$gw_off" "$gw_on"; do wrk_run "$url" "$WARMUP_SECONDS" >/dev/null; done
@@ -210,19 +211,22 @@ for ((round = 1; round <= ROUNDS; round++)); do
   # Alternate the order each round so neither side always runs first after a pause.
   if ((round % 2)); then order=(baseline gw-quiet gw-logged); else order=(gw-logged gw-quiet baseline); fi
   for t in "${order[@]}"; do
-    ticks0=$(cpu_ticks "${pid_for[$t]}")
+    read -r user0 sys0 < <(cpu_ticks "${pid_for[$t]}")
     line="$(wrk_run "${url_of[$t]}" "$WRK_SECONDS")"
-    ticks1=$(cpu_ticks "${pid_for[$t]}")
+    read -r user1 sys1 < <(cpu_ticks "${pid_for[$t]}")
     rps=$(wrk_field rps <<<"$line")
     p99=$(wrk_field p99_us <<<"$line")
     p50=$(wrk_field p50_us <<<"$line")
     reqs=$(wrk_field requests <<<"$line")
     errs=$(($(wrk_field socket_errors <<<"$line") + $(wrk_field non2xx <<<"$line")))
     # The server's CPU time per answer: less sensitive than req/s to whatever else runs.
-    cpu_us=$(calc "($ticks1 - $ticks0) / $ticks_per_second * 1000000 / $reqs")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$t" "$rps" "$p50" "$p99" "$reqs" "$errs" "$cpu_us" >>"$work/hit.tsv"
-    printf 'round %d %-9s %10.0f req/s  p50 %6.3f ms  p99 %6.3f ms  cpu %5.2f us/req  errors %d\n' \
-      "$round" "$t" "$rps" "$(ms "$p50" 3)" "$(ms "$p99" 3)" "$cpu_us" "$errs"
+    per_req() { calc "($1) / $ticks_per_second * 1000000 / $reqs"; }
+    cpu_us=$(per_req "$user1 + $sys1 - $user0 - $sys0")
+    user_us=$(per_req "$user1 - $user0")
+    sys_us=$(per_req "$sys1 - $sys0")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$t" "$rps" "$p50" "$p99" "$reqs" "$errs" "$cpu_us" "$user_us" "$sys_us" >>"$work/hit.tsv"
+    printf 'round %d %-9s %10.0f req/s  p50 %6.3f ms  p99 %6.3f ms  cpu %5.2f us/req (user %5.2f, sys %5.2f)  errors %d\n' \
+      "$round" "$t" "$rps" "$(ms "$p50" 3)" "$(ms "$p99" 3)" "$cpu_us" "$user_us" "$sys_us" "$errs"
   done
 done
 read -r on_hits1 on_others1 < <(lookups "$gw_on")
@@ -343,10 +347,10 @@ step "results"
   echo
   echo "Hit-path rounds (gw-quiet: access log off; gw-logged: access log on; CPU: the server's user + system time per answer):"
   echo
-  echo "| round | target | req/s | p50 ms | p99 ms | CPU us/req |"
-  echo "|---|---|---|---|---|---|"
-  while IFS=$'\t' read -r round t rps p50 p99 _ _ cpu; do
-    printf '| %s | %s | %.0f | %s | %s | %s |\n' "$round" "$t" "$rps" "$(ms "$p50" 3)" "$(ms "$p99" 3)" "$cpu"
+  echo "| round | target | req/s | p50 ms | p99 ms | CPU us/req | user | system |"
+  echo "|---|---|---|---|---|---|---|---|"
+  while IFS=$'\t' read -r round t rps p50 p99 _ _ cpu user sys; do
+    printf '| %s | %s | %.0f | %s | %s | %s | %s | %s |\n' "$round" "$t" "$rps" "$(ms "$p50" 3)" "$(ms "$p99" 3)" "$cpu" "$user" "$sys"
   done <"$work/hit.tsv"
   echo
   echo "Hit path valid (every answer 200 HIT): $hit_valid. Release build ${build_seconds}s; whole run $((SECONDS - started_at))s."
