@@ -61,6 +61,13 @@ fi
 step() { printf '\n=== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 started_at=$SECONDS
 
+# The coalescing burst holds COALESCE_COUNT client sockets and as many accepted ones open at once.
+open_files="$(ulimit -n)"
+if [[ "$open_files" != unlimited ]] && ((open_files < 3 * COALESCE_COUNT)); then
+  ulimit -n $((3 * COALESCE_COUNT)) 2>/dev/null ||
+    echo "warning: open files limited to $(ulimit -n); the coalescing burst may fail" >&2
+fi
+
 # ---- tools --------------------------------------------------------------------------------
 step "tools"
 missing=()
