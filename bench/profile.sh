@@ -36,6 +36,7 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  rm -rf "$work"
 }
 trap cleanup EXIT
 wait_for_line() { # wait_for_line FILE PATTERN: up to 60 s (valgrind starts slowly)
