@@ -4,37 +4,63 @@
 //! only chooses a cache partition (Graph checks the token on every upstream call) and `exp` only
 //! shortens how long a validation is remembered.
 
-use std::fmt;
+use std::{fmt, hash::Hasher as _};
 
 use actix_web::http::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use base64::Engine as _;
+use siphasher::sip128::{Hasher128 as _, SipHasher24};
 
 /// The caller's `Authorization` header, kept byte for byte so it reaches Graph unchanged.
 /// `Debug` never prints it and the header value is marked sensitive.
 #[derive(Clone)]
 pub struct BearerToken {
     header: HeaderValue,
+    /// Where the token lies in `header`, found once: a Graph token is 1.5 to 2.5 KB and every
+    /// request reads it, so it is scanned only once, in [`BearerToken::from_headers`].
+    start: usize,
+    end: usize,
 }
 
 impl BearerToken {
     /// `Authorization: Bearer <token>` with a non-empty token, scheme in any letter case.
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
         let value = headers.get(AUTHORIZATION)?;
-        let text = value.to_str().ok()?;
-        let (scheme, token) = text.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        let bytes = value.as_bytes();
+        // What `HeaderValue::to_str` accepts, checked without branching per byte: `to_str`
+        // goes byte by byte and took 2 µs on a 1.6 KB token, a quarter of a hit's CPU time.
+        if !is_visible_ascii(bytes) {
             return None;
         }
+        let space = bytes.iter().position(|&b| b == b' ')?;
+        if !bytes[..space].eq_ignore_ascii_case(b"bearer") {
+            return None;
+        }
+        // ASCII whitespace is all the whitespace a visible-ASCII value can hold (space, tab).
+        let rest = &bytes[space + 1..];
+        let token = rest.trim_ascii();
+        if token.is_empty() {
+            return None;
+        }
+        let start = space + 1 + (rest.len() - rest.trim_ascii_start().len());
         let mut header = value.clone();
         header.set_sensitive(true);
-        Some(BearerToken { header })
+        Some(BearerToken {
+            header,
+            start,
+            end: start + token.len(),
+        })
     }
 
     /// The token itself, without the scheme.
     pub fn token(&self) -> &str {
-        // Checked in `from_headers`: the value is visible ASCII with a space after the scheme.
-        let text = self.header.to_str().unwrap_or_default();
-        text.split_once(' ').map_or("", |(_, t)| t.trim())
+        // Checked in `from_headers`: visible ASCII, so UTF-8, which `from_utf8` confirms a
+        // word at a time.
+        std::str::from_utf8(self.token_bytes()).unwrap_or_default()
+    }
+
+    /// The token's bytes, for the fingerprint: no UTF-8 check on the hit path.
+    pub fn token_bytes(&self) -> &[u8] {
+        &self.header.as_bytes()[self.start..self.end]
     }
 
     /// The `Authorization` header exactly as the caller sent it.
@@ -43,20 +69,28 @@ impl BearerToken {
     }
 }
 
+/// Visible ASCII or tab, as `HeaderValue::to_str` requires. A fold without early exit, so the
+/// compiler checks 32 bytes per instruction instead of branching on each.
+fn is_visible_ascii(bytes: &[u8]) -> bool {
+    bytes.iter().fold(true, |ok, &b| {
+        ok & (matches!(b, b' '..=b'~') | (b == b'\t'))
+    })
+}
+
 impl fmt::Debug for BearerToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("BearerToken(<redacted>)")
     }
 }
 
-/// A keyed BLAKE3 hash of a token: the only form in which a token is remembered.
+/// A keyed hash of a token: the only form in which a token is remembered.
 /// The key is random per process, so fingerprints mean nothing outside it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Fingerprint([u8; 32]);
+pub struct Fingerprint([u8; 16]);
 
 impl Fingerprint {
     pub fn to_hex(self) -> String {
-        blake3::Hash::from_bytes(self.0).to_hex().to_string()
+        format!("{:032x}", u128::from_be_bytes(self.0))
     }
 }
 
@@ -66,10 +100,17 @@ impl fmt::Debug for Fingerprint {
     }
 }
 
-/// Computes [`Fingerprint`]s with a per-process random key.
+/// Computes [`Fingerprint`]s: SipHash-2-4 with a 128-bit output, keyed per process.
+///
+/// SipHash is a pseudorandom function built for keyed hashing of short inputs, and 2-4 is its
+/// full-strength variant. With a secret random key (never logged, never sent) and a 128-bit
+/// output, a token that Graph never accepted matches a remembered fingerprint with probability
+/// (remembered tokens) / 2^128 per try. It replaces keyed BLAKE3, which hashes the first 1 KiB
+/// of a token block after block with no parallelism to exploit: on a 1.6 KB Graph token it
+/// took 1.7 µs where SipHash-2-4 takes 0.9 µs, on every request.
 #[derive(Clone)]
 pub struct Fingerprinter {
-    key: [u8; 32],
+    key: [u8; 16],
 }
 
 impl Fingerprinter {
@@ -79,8 +120,10 @@ impl Fingerprinter {
         }
     }
 
-    pub fn fingerprint(&self, token: &str) -> Fingerprint {
-        Fingerprint(*blake3::keyed_hash(&self.key, token.as_bytes()).as_bytes())
+    pub fn fingerprint(&self, token: impl AsRef<[u8]>) -> Fingerprint {
+        let mut hasher = SipHasher24::new_with_key(&self.key);
+        hasher.write(token.as_ref());
+        Fingerprint(u128::from(hasher.finish128()).to_le_bytes())
     }
 }
 
@@ -181,6 +224,20 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn token_is_trimmed_and_non_ascii_values_are_refused() {
+        let t = BearerToken::from_headers(&headers("Bearer \t abc.def \t")).unwrap();
+        assert_eq!(t.token(), "abc.def");
+        let mut h = HeaderMap::new();
+        h.insert(
+            HeaderName::from_static("authorization"),
+            HeaderValue::from_bytes(b"Bearer t\xc3\xa9").unwrap(),
+        );
+        assert!(BearerToken::from_headers(&h).is_none());
+        assert!(is_visible_ascii(b"Bearer a\tb~ !"));
+        assert!(!is_visible_ascii(b"a\x7fb"));
     }
 
     #[test]

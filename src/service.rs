@@ -5,6 +5,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use actix_web::web;
@@ -29,6 +30,8 @@ use crate::{
 pub struct Served {
     pub entry: Arc<ReportEntry>,
     pub status: CacheStatus,
+    /// The entry's age when it was chosen (`Age`): the clock is read once per answer.
+    pub age: Duration,
     /// Seconds a client may reuse the answer (`Cache-Control: max-age`).
     pub max_age: u64,
 }
@@ -78,7 +81,7 @@ impl ReportService {
         period: Period,
         request_id: &str,
     ) -> Result<Served, ApiError> {
-        let fp = self.fingerprinter.fingerprint(token.token());
+        let fp = self.fingerprinter.fingerprint(token.token_bytes());
         let known = self.caches.validated_token(&fp).await;
         // A known token's partition was computed when Graph accepted it; only a new token's
         // claims are read (the hit path skips the base64 and JSON work).
@@ -97,11 +100,11 @@ impl ReportService {
         let cached = self.caches.report(&key).await;
 
         if known.is_some()
-            && let Some(entry) = cached
-                .as_ref()
-                .filter(|e| self.caches.freshness.is_fresh(e))
+            && let Some(entry) = &cached
+            && let age = entry.age()
+            && self.caches.freshness.is_fresh(age)
         {
-            let served = self.served(Arc::clone(entry), CacheStatus::Hit);
+            let served = self.served_at(Arc::clone(entry), CacheStatus::Hit, age);
             self.metrics.record_cache(served.status);
             return Ok(served);
         }
@@ -167,7 +170,7 @@ impl ReportService {
         // in-flight map has already done the work: serve its result, not a second Graph call.
         if self.caches.validated_token(&job.fp).await.is_some()
             && let Some(current) = self.caches.report(&job.key).await
-            && self.caches.freshness.is_fresh(&current)
+            && self.caches.freshness.is_fresh(current.age())
         {
             return Ok(self.served(current, CacheStatus::Hit));
         }
@@ -202,7 +205,7 @@ impl ReportService {
                     && job.validated
                     && let Some(cached) = job
                         .cached
-                        .filter(|e| self.caches.freshness.may_serve_stale(e))
+                        .filter(|e| self.caches.freshness.may_serve_stale(e.age()))
                 {
                     warn!("serving a stale {} report: {err}", job.key.period);
                     return Ok(self.served(cached, CacheStatus::Stale));
@@ -228,13 +231,19 @@ impl ReportService {
     }
 
     fn served(&self, entry: Arc<ReportEntry>, status: CacheStatus) -> Served {
+        let age = entry.age();
+        self.served_at(entry, status, age)
+    }
+
+    fn served_at(&self, entry: Arc<ReportEntry>, status: CacheStatus, age: Duration) -> Served {
         let max_age = match status {
             CacheStatus::Stale => 0,
-            _ => self.caches.freshness.max_age(&entry),
+            _ => self.caches.freshness.max_age(age),
         };
         Served {
             entry,
             status,
+            age,
             max_age,
         }
     }

@@ -2,7 +2,6 @@
 
 use std::{
     future::{Ready, ready},
-    sync::Arc,
     time::Instant,
 };
 
@@ -25,33 +24,38 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
 
 /// The request's id: the caller's `X-Request-Id` when it is a sane token, else a new UUID.
+/// Held as the header value it goes back as, so answering with it copies nothing.
 #[derive(Debug, Clone)]
-pub struct RequestId(Arc<str>);
+pub struct RequestId(HeaderValue);
 
 impl RequestId {
     fn of(req: &ServiceRequest) -> RequestId {
-        let from_caller = req
-            .headers()
-            .get(&X_REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .filter(|id| is_sane_request_id(id));
-        RequestId(match from_caller {
-            Some(id) => id.into(),
-            None => uuid::Uuid::new_v4().to_string().into(),
-        })
+        match req.headers().get(&X_REQUEST_ID) {
+            Some(id) if is_sane_request_id(id.as_bytes()) => RequestId(id.clone()),
+            _ => RequestId::generate(),
+        }
+    }
+
+    /// A UUID v4, formatted on the stack and copied once, into its header value.
+    fn generate() -> RequestId {
+        let mut text = uuid::Uuid::encode_buffer();
+        let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+        RequestId(HeaderValue::from_str(text).expect("a UUID is a valid header value"))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        // A UUID or a caller's id that passed `is_sane_request_id`: plain ASCII either way, so
+        // UTF-8, which `from_utf8` confirms a word at a time (`to_str` goes byte by byte).
+        std::str::from_utf8(self.0.as_bytes()).unwrap_or_default()
     }
 }
 
 /// A caller's id goes into logs and to Graph, so only plain tokens are accepted.
-fn is_sane_request_id(id: &str) -> bool {
+fn is_sane_request_id(id: &[u8]) -> bool {
     (1..=128).contains(&id.len())
         && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 impl FromRequest for RequestId {
@@ -60,9 +64,7 @@ impl FromRequest for RequestId {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let id = req.extensions().get::<RequestId>().cloned();
-        ready(Ok(id.unwrap_or_else(|| {
-            RequestId(uuid::Uuid::new_v4().to_string().into())
-        })))
+        ready(Ok(id.unwrap_or_else(RequestId::generate)))
     }
 }
 
@@ -85,6 +87,13 @@ fn method_label(method: &Method) -> &'static str {
         .map_or("other", |known| known.as_str())
 }
 
+/// The route template of a resource, for metric labels and the access log; each resource
+/// carries its own as resource data (`routes::get_only`). Asking actix with `match_pattern`
+/// before the handler ran routed the path a second time, regex and all, and allocated the
+/// pattern, on every request; this is one lookup in the data the resource already attached.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteTemplate(pub &'static str);
+
 /// Tags the request with its id, and after the answer: `X-Request-Id`, metrics by route
 /// template (never the raw path), and one access log line without any credential in it.
 pub async fn observe(
@@ -95,15 +104,17 @@ pub async fn observe(
     let request_id = RequestId::of(&req);
     req.extensions_mut().insert(request_id.clone());
     let method = method_label(req.method());
-    let route = req.match_pattern();
-    let route = route.as_deref().unwrap_or("unmatched");
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
 
     let mut res = next.call(req).await?;
 
-    if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
-        res.headers_mut().insert(X_REQUEST_ID.clone(), value);
-    }
+    // Set by the resource that answered; a path no resource matched has none.
+    let route = res
+        .request()
+        .app_data::<RouteTemplate>()
+        .map_or("unmatched", |template| template.0);
+    res.headers_mut()
+        .insert(X_REQUEST_ID.clone(), request_id.0.clone());
     let status = res.status();
     let elapsed = started.elapsed();
     if let Some(metrics) = metrics {
@@ -143,9 +154,9 @@ mod tests {
 
     #[test]
     fn only_plain_request_ids_are_taken_from_callers() {
-        assert!(is_sane_request_id("3f2b-ABC_1.2:x"));
+        assert!(is_sane_request_id(b"3f2b-ABC_1.2:x"));
         for bad in ["", "a b", "a\nb", "ä", &"x".repeat(129)] {
-            assert!(!is_sane_request_id(bad), "{bad:?}");
+            assert!(!is_sane_request_id(bad.as_bytes()), "{bad:?}");
         }
     }
 }

@@ -7,7 +7,7 @@ pub mod reports;
 
 use actix_web::{FromRequest, Handler, HttpResponse, Resource, Responder, web};
 
-use crate::error::ApiError;
+use crate::{error::ApiError, telemetry::RouteTemplate};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(get_only(
@@ -21,14 +21,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(get_only("/openapi.json", openapi::openapi_json));
 }
 
-/// A resource that answers GET, and a JSON 405 to any other method.
-fn get_only<F, Args>(path: &str, handler: F) -> Resource
+/// A resource that answers GET, and a JSON 405 to any other method. It carries its path as the
+/// route template that metrics and the access log name it by.
+fn get_only<F, Args>(path: &'static str, handler: F) -> Resource
 where
     F: Handler<Args>,
     Args: FromRequest + 'static,
     F::Output: Responder + 'static,
 {
     web::resource(path)
+        .app_data(RouteTemplate(path))
         .route(web::get().to(handler))
         .default_service(web::to(method_not_allowed))
 }

@@ -62,12 +62,17 @@ use crate::{
 )]
 pub async fn activity_counts(
     req: HttpRequest,
-    period: web::Path<String>,
     service: web::Data<ReportService>,
     client: web::Data<GraphClient>,
     request_id: RequestId,
 ) -> Result<HttpResponse, ApiError> {
-    let period: Period = period.parse().map_err(|_| ApiError::InvalidPeriod)?;
+    // Read in place: `web::Path<String>` would copy the segment into a String per request.
+    let period: Period = req
+        .match_info()
+        .get("period")
+        .unwrap_or_default()
+        .parse()
+        .map_err(|_| ApiError::InvalidPeriod)?;
     let token = BearerToken::from_headers(req.headers()).ok_or(ApiError::MissingToken)?;
     let served = service
         .into_inner()
@@ -95,7 +100,7 @@ fn answer(req: &HttpRequest, served: &Served) -> HttpResponse {
             CACHE_CONTROL,
             format!("private, max-age={}", served.max_age),
         ))
-        .insert_header((AGE, HeaderValue::from(entry.age().as_secs())))
+        .insert_header((AGE, HeaderValue::from(served.age.as_secs())))
         .insert_header((VARY, "Authorization"))
         .insert_header((X_CACHE_STATUS.clone(), served.status.header_value()));
     if not_modified {

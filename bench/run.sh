@@ -1,0 +1,375 @@
+#!/usr/bin/env bash
+# The load benchmark of skype-gateway (BENCHMARKS.md explains the figures and holds a full run).
+#
+# Builds in release, installs wrk and curl from Debian when missing, starts the Graph simulator
+# (examples/simulator.rs), the gateway and a minimal actix-web baseline (examples/baseline.rs) on
+# loopback, and measures:
+#   1. the hit path under wrk, gateway (access log on and off) against the baseline, alternating,
+#      several rounds: ratios of requests/s and of p99 latency;
+#   2. the miss path: sequential cold requests (each a new tenant) against the same calls made
+#      straight to the simulator (302 + download): the gateway's own overhead;
+#   3. coalescing: 1000 concurrent cold requests with one token: the simulator must count exactly
+#      1 report call + 1 download;
+#   4. memory: RSS after 10,000 tenants x 4 periods, at the default --cache-max-bytes and at a
+#      small bound: RSS must stay within the bound + 64 MiB.
+# It prints a markdown table and writes it to --out. Exit status: 0 when coalescing and both
+# memory bounds hold and the hit-path runs were valid (all 200 HIT); 1 otherwise. Throughput
+# and latency targets are reported, not enforced: on a shared 2-core machine they are noisy.
+#
+# Usage: bench/run.sh [--quick] [--out FILE]
+#   --quick   the same steps with short durations and a 500-tenant fill (CI: a few minutes)
+#   --out     where the table goes (default: bench/results.md, ignored by git)
+# BENCH_TOKEN_BYTES=N sets the tokens' size (default 1600, a real Graph token's; 0: ~130 bytes).
+# Honours CARGO_TARGET_DIR. Everything listens on 127.0.0.1; every loop is bounded.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+quick=0
+out="$repo/bench/results.md"
+while (($#)); do
+  case "$1" in
+    --quick) quick=1 ;;
+    --out) out="$2"; shift ;;
+    *) echo "usage: bench/run.sh [--quick] [--out FILE]" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+# ---- settings (printed with the results) --------------------------------------------------
+# One gateway worker and one wrk thread: on 2 cores the server gets one core and the load
+# generator the other. The baseline gets the same single worker.
+WORKERS=1
+WRK_THREADS=1
+WRK_CONNECTIONS=64
+COALESCE_COUNT=1000
+COALESCE_DELAY_MS=3000 # the one report call is held this long, so that all requests meet it
+# Graph access tokens are 1.5-2.5 KB; what the hit path does per request on a token (check it,
+# fingerprint it) grows with its length, so the benchmark's tokens have a realistic size.
+TOKEN_BYTES="${BENCH_TOKEN_BYTES:-1600}"
+FILL_CONCURRENCY=32
+DEFAULT_BOUND=268435456 # the default --cache-max-bytes, 256 MiB
+SMALL_BOUND=16777216    # 16 MiB
+RSS_SLACK=67108864      # the target: RSS within the bound + 64 MiB
+if ((quick)); then
+  MODE=quick WRK_SECONDS=2 WARMUP_SECONDS=1 ROUNDS=2 MISS_COUNT=100 FILL_TENANTS=500
+else
+  MODE=full WRK_SECONDS=10 WARMUP_SECONDS=2 ROUNDS=3 MISS_COUNT=500 FILL_TENANTS=10000
+fi
+
+step() { printf '\n=== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
+started_at=$SECONDS
+
+# The coalescing burst holds COALESCE_COUNT client sockets and as many accepted ones open at once.
+open_files="$(ulimit -n)"
+if [[ "$open_files" != unlimited ]] && ((open_files < 3 * COALESCE_COUNT)); then
+  ulimit -n $((3 * COALESCE_COUNT)) 2>/dev/null ||
+    echo "warning: open files limited to $(ulimit -n); the coalescing burst may fail" >&2
+fi
+
+# ---- tools --------------------------------------------------------------------------------
+step "tools"
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v curl >/dev/null || missing+=(curl)
+if ((${#missing[@]})); then
+  echo "installing from Debian: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+wrk --version 2>&1 | head -n1 || true
+
+# ---- build --------------------------------------------------------------------------------
+step "cargo build --release (gateway, simulator, baseline, bench client)"
+build_started=$SECONDS
+cargo build --release --locked --bin skype-gateway \
+  --example simulator --example baseline --example bench_client
+build_seconds=$((SECONDS - build_started))
+release="${CARGO_TARGET_DIR:-$repo/target}"
+[[ "$release" = /* ]] || release="$repo/$release"
+release="$release/release"
+gateway_bin="$release/skype-gateway"
+client_bin="$release/examples/bench_client"
+
+# ---- processes ----------------------------------------------------------------------------
+work="$(mktemp -d)"
+declare -A pid_of=()
+cleanup() {
+  local pid
+  for pid in "${pid_of[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "bench FAILED: $*" >&2
+  for log in "$work"/*.log; do
+    [[ -e "$log" ]] || continue
+    echo "--- $log (last lines)" >&2
+    tail -n 10 "$log" >&2 || true
+  done
+  exit 1
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...: retries COMMAND every 0.1 s.
+wait_for() {
+  local seconds=$1 what=$2
+  shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || fail "gave up after ${seconds}s waiting for $what"
+    sleep 0.1
+  done
+}
+
+stop() { # stop NAME: SIGTERM, then wait for it (the gateway drains for --shutdown-drain)
+  local pid="${pid_of[$1]:-}"
+  [[ -n "$pid" ]] || return 0
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset "pid_of[$1]"
+}
+
+step "simulator"
+"$release/examples/simulator" --workers 1 >"$work/simulator.log" 2>&1 &
+pid_of[simulator]=$!
+wait_for 30 "the simulator to print its origin" grep -q '^simulator origin' "$work/simulator.log"
+sim="$(awk '/^simulator origin/{print $3; exit}' "$work/simulator.log")"
+echo "simulator at $sim"
+
+# start_gateway NAME RUST_LOG [FLAGS...]: sets $gw to the gateway's base URL (not run in a
+# subshell, so that its pid is remembered for the cleanup).
+start_gateway() {
+  local name=$1 log=$2
+  shift 2
+  RUST_LOG="$log" "$gateway_bin" --listen 127.0.0.1:0 --graph-base-url "$sim/v1.0" \
+    --download-allowlist "$sim" --shutdown-drain 0s --shutdown-timeout 5s "$@" \
+    >"$work/$name.log" 2>&1 &
+  pid_of[$name]=$!
+  wait_for 30 "gateway $name to log its port" grep -q '(port [0-9]*)' "$work/$name.log"
+  gw="http://127.0.0.1:$(grep -o '(port [0-9]*)' "$work/$name.log" | head -n1 | tr -dc 0-9)"
+}
+
+metric() { # metric URL SERIES: the value of one series in /metrics (0 when absent)
+  curl -sf "$1/metrics" | awk -v s="$2" '$1==s{v=$2} END{print (v==""?0:v)}'
+}
+lookups() { # lookups URL: "hits others" of skype_gateway_cache_lookups_total
+  local series=skype_gateway_cache_lookups_total
+  curl -sf "$1/metrics" | awk -v p="$series" '
+    index($1, p "{")==1 { if ($1 ~ /result="hit"/) h+=$2; else o+=$2 }
+    END { printf "%d %d\n", h, o }'
+}
+field() { # field KEY FILE: the value of a key=value line
+  awk -F= -v k="$1" '$1==k{print substr($0, length(k)+2); exit}' "$2"
+}
+median() { sort -g | awk '{v[NR]=$1} END{ if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2 }'; }
+calc() { awk "BEGIN{ printf \"%.${2:-2}f\", $1 }"; }
+ms() { calc "$1/1000" "${2:-2}"; } # microseconds -> milliseconds
+mib() { calc "$1/1048576" "${2:-1}"; }
+failures=()
+
+# ---- 1. hit path --------------------------------------------------------------------------
+step "hit path: gateway (access log on / off) and baseline, $WORKERS worker each"
+start_gateway gw-logged info --workers "$WORKERS"
+gw_on="$gw"
+start_gateway gw-quiet 'info,skype_gateway::access=warn' --workers "$WORKERS"
+gw_off="$gw"
+token="$("$client_bin" token --tenant bench-hit-tenant --token-bytes "$TOKEN_BYTES")"
+export BENCH_TOKEN="$token"
+for gw in "$gw_on" "$gw_off"; do
+  first="$(curl -s -o "$work/body.json" -D - -H "Authorization: Bearer $token" \
+    "$gw/skype/activity-counts/D7" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache-status"{print $2}')"
+  [[ "$first" == MISS ]] || fail "warming $gw: expected MISS, got '$first'"
+done
+curl -s -D "$work/gw.headers" -o /dev/null -H "Authorization: Bearer $token" "$gw_off/skype/activity-counts/D7"
+grep -qi '^x-cache-status: HIT' "$work/gw.headers" || fail "the second request is not a HIT"
+
+"$release/examples/baseline" --body "$work/body.json" --workers "$WORKERS" >"$work/baseline.log" 2>&1 &
+pid_of[baseline]=$!
+wait_for 30 "the baseline to print its port" grep -q 'listening on port' "$work/baseline.log"
+base="http://127.0.0.1:$(awk '/listening on port/{print $NF; exit}' "$work/baseline.log")"
+curl -s -D "$work/base.headers" -o "$work/base.body" "$base/skype/activity-counts/D7"
+cmp -s "$work/body.json" "$work/base.body" || fail "the baseline does not answer the gateway's bytes"
+header_count() { grep -c ': ' "$1"; }
+gw_headers=$(header_count "$work/gw.headers")
+base_headers=$(header_count "$work/base.headers")
+header_bytes() { awk 'NR>1' "$1" | wc -c; }
+echo "body $(wc -c <"$work/body.json") bytes; headers: gateway $gw_headers ($(header_bytes "$work/gw.headers") bytes), baseline $base_headers ($(header_bytes "$work/base.headers") bytes)"
+((gw_headers == base_headers)) || fail "header count differs: gateway $gw_headers, baseline $base_headers"
+
+wrk_run() { # wrk_run URL SECONDS: the WRK line of report.lua
+  wrk -t"$WRK_THREADS" -c"$WRK_CONNECTIONS" -d"${2}s" -s bench/report.lua \
+    "$1/skype/activity-counts/D7" | grep '^WRK '
+}
+wrk_field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; } # user and system time of a process
+ticks_per_second=$(getconf CLK_TCK)
+
+for url in "$base" "$gw_off" "$gw_on"; do wrk_run "$url" "$WARMUP_SECONDS" >/dev/null; done
+read -r on_hits0 on_others0 < <(lookups "$gw_on")
+read -r off_hits0 off_others0 < <(lookups "$gw_off")
+: >"$work/hit.tsv"
+targets=(baseline gw-quiet gw-logged)
+declare -A url_of=([baseline]="$base" [gw-quiet]="$gw_off" [gw-logged]="$gw_on")
+declare -A pid_for=([baseline]="${pid_of[baseline]}" [gw-quiet]="${pid_of[gw-quiet]}" [gw-logged]="${pid_of[gw-logged]}")
+for ((round = 1; round <= ROUNDS; round++)); do
+  # Alternate the order each round so neither side always runs first after a pause.
+  if ((round % 2)); then order=(baseline gw-quiet gw-logged); else order=(gw-logged gw-quiet baseline); fi
+  for t in "${order[@]}"; do
+    read -r user0 sys0 < <(cpu_ticks "${pid_for[$t]}")
+    line="$(wrk_run "${url_of[$t]}" "$WRK_SECONDS")"
+    read -r user1 sys1 < <(cpu_ticks "${pid_for[$t]}")
+    rps=$(wrk_field rps <<<"$line")
+    p99=$(wrk_field p99_us <<<"$line")
+    p50=$(wrk_field p50_us <<<"$line")
+    reqs=$(wrk_field requests <<<"$line")
+    errs=$(($(wrk_field socket_errors <<<"$line") + $(wrk_field non2xx <<<"$line")))
+    # The server's CPU time per answer: less sensitive than req/s to whatever else runs.
+    per_req() { calc "($1) / $ticks_per_second * 1000000 / $reqs"; }
+    cpu_us=$(per_req "$user1 + $sys1 - $user0 - $sys0")
+    user_us=$(per_req "$user1 - $user0")
+    sys_us=$(per_req "$sys1 - $sys0")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$t" "$rps" "$p50" "$p99" "$reqs" "$errs" "$cpu_us" "$user_us" "$sys_us" >>"$work/hit.tsv"
+    printf 'round %d %-9s %10.0f req/s  p50 %6.3f ms  p99 %6.3f ms  cpu %5.2f us/req (user %5.2f, sys %5.2f)  errors %d\n' \
+      "$round" "$t" "$rps" "$(ms "$p50" 3)" "$(ms "$p99" 3)" "$cpu_us" "$user_us" "$sys_us" "$errs"
+  done
+done
+read -r on_hits1 on_others1 < <(lookups "$gw_on")
+read -r off_hits1 off_others1 < <(lookups "$gw_off")
+col() { awk -F'\t' -v t="$1" -v c="$2" '$2==t{print $c}' "$work/hit.tsv"; }
+sum() { awk '{s+=$1} END{print s+0}'; }
+hit_valid=yes
+for t in "${targets[@]}"; do
+  [[ "$(col "$t" 7 | sum)" == 0 ]] || hit_valid="no: $t had socket errors or non-2xx answers"
+done
+for pair in "gw-logged $((on_hits1 - on_hits0)) $((on_others1 - on_others0))" \
+  "gw-quiet $((off_hits1 - off_hits0)) $((off_others1 - off_others0))"; do
+  read -r t hits others <<<"$pair"
+  counted=$(col "$t" 6 | sum)
+  echo "$t: wrk counted $counted answers, the gateway counted $hits hits and $others other lookups"
+  ((others == 0 && hits >= counted)) || hit_valid="no: $t answered $others requests other than HIT"
+done
+[[ "$hit_valid" == yes ]] || failures+=("hit path runs invalid ($hit_valid)")
+
+base_rps=$(col baseline 3 | median)
+base_p99=$(col baseline 5 | median)
+base_cpu=$(col baseline 8 | median)
+hit_row() { # hit_row NAME LABEL: two table rows for one gateway
+  local rps p99 r_rps r_p99 v_rps v_p99
+  rps=$(col "$1" 3 | median)
+  p99=$(col "$1" 5 | median)
+  r_rps=$(calc "$rps/$base_rps")
+  r_p99=$(calc "$p99/$base_p99")
+  v_rps=$(awk -v r="$r_rps" 'BEGIN{print (r>=0.9 ? "met" : sprintf("missed by %.0f%%", (0.9-r)/0.9*100))}')
+  v_p99=$(awk -v r="$r_p99" 'BEGIN{print (r<=1.2 ? "met" : sprintf("missed by %.0f%%", (r-1.2)/1.2*100))}')
+  printf '| hit path req/s, %s | %.0f / %.0f = **%s** | >= 0.9 | %s |\n' "$2" "$rps" "$base_rps" "$r_rps" "$v_rps"
+  printf '| hit path p99, %s | %s ms / %s ms = **%s** | <= 1.2 | %s |\n' "$2" "$(ms "$p99")" "$(ms "$base_p99")" "$r_p99" "$v_p99"
+  cpu=$(col "$1" 8 | median)
+  printf '| hit path server CPU per request, %s | %s us / %s us = %s | (explains the above) | - |\n' "$2" "$cpu" "$base_cpu" "$(calc "$cpu/$base_cpu")"
+}
+
+# ---- 2. miss path -------------------------------------------------------------------------
+step "miss path: $MISS_COUNT sequential cold requests vs. direct calls to the simulator"
+"$client_bin" miss --gateway "$gw_off" --sim "$sim" --count "$MISS_COUNT" --token-bytes "$TOKEN_BYTES" >"$work/miss-quiet.txt" ||
+  fail "miss path against the quiet gateway"
+cat "$work/miss-quiet.txt"
+"$client_bin" miss --gateway "$gw_on" --sim "$sim" --count "$MISS_COUNT" --token-bytes "$TOKEN_BYTES" >"$work/miss-logged.txt" ||
+  fail "miss path against the logging gateway"
+cat "$work/miss-logged.txt"
+miss_row() { # miss_row FILE LABEL
+  local f=$1 g d o
+  g=$(field gateway_median_us "$f")
+  d=$(field direct_median_us "$f")
+  o=$(field overhead_median_us "$f")
+  printf '| miss path overhead, median, %s | %s ms - %s ms = **%s ms** (p99 %s vs %s ms) | < 1 ms | %s |\n' \
+    "$2" "$(ms "$g")" "$(ms "$d")" "$(ms "$o")" "$(ms "$(field gateway_p99_us "$f")")" \
+    "$(ms "$(field direct_p99_us "$f")")" "$(awk -v o="$o" 'BEGIN{print (o<1000 ? "met" : sprintf("missed by %.2f ms", (o-1000)/1000))}')"
+}
+
+# ---- 3. coalescing ------------------------------------------------------------------------
+step "coalescing: $COALESCE_COUNT concurrent cold requests with one token"
+"$client_bin" coalesce --gateway "$gw_off" --sim "$sim" --count "$COALESCE_COUNT" \
+  --delay-ms "$COALESCE_DELAY_MS" --token-bytes "$TOKEN_BYTES" >"$work/coalesce.txt" || fail "the coalescing client failed"
+cat "$work/coalesce.txt"
+co_reports=$(field report_calls "$work/coalesce.txt")
+co_downloads=$(field download_calls "$work/coalesce.txt")
+co_answers=$(field answers "$work/coalesce.txt")
+co_ok=yes
+[[ "$co_reports" == 1 && "$co_downloads" == 1 ]] || co_ok=no
+[[ "$co_answers" =~ ^(200_(MISS|HIT):[0-9]+,?)+$ ]] || co_ok=no
+[[ "$co_ok" == yes ]] || failures+=("coalescing: $co_reports report + $co_downloads download calls, answers $co_answers")
+
+for name in gw-logged gw-quiet baseline; do stop "$name"; done
+
+# ---- 4. memory ----------------------------------------------------------------------------
+rss_kib() { awk -v k="$2:" '$1==k{print $2}' "/proc/$1/status"; }
+mem_rows=()
+for bound in "$DEFAULT_BOUND" "$SMALL_BOUND"; do
+  step "memory: $FILL_TENANTS tenants x 4 periods, --cache-max-bytes $bound (default workers)"
+  name="gw-mem-$bound"
+  start_gateway "$name" 'info,skype_gateway::access=warn' --cache-max-bytes "$bound"
+  idle=$(rss_kib "${pid_of[$name]}" VmRSS)
+  "$client_bin" fill --gateway "$gw" --tenants "$FILL_TENANTS" --concurrency "$FILL_CONCURRENCY" \
+    --token-bytes "$TOKEN_BYTES" >"$work/fill-$bound.txt" || fail "the fill client failed"
+  cat "$work/fill-$bound.txt"
+  [[ "$(field failed "$work/fill-$bound.txt")" == 0 ]] || failures+=("fill at $bound: some requests failed")
+  entries=$(metric "$gw" skype_gateway_cache_entries)
+  cbytes=$(metric "$gw" skype_gateway_cache_bytes)
+  rss=$(rss_kib "${pid_of[$name]}" VmRSS)
+  hwm=$(rss_kib "${pid_of[$name]}" VmHWM)
+  limit=$((bound + RSS_SLACK))
+  echo "idle RSS $((idle / 1024)) MiB; after the fill: RSS $((rss / 1024)) MiB (peak $((hwm / 1024)) MiB), cache $entries entries, $cbytes bytes"
+  verdict=met
+  if ((rss * 1024 > limit)); then
+    verdict="MISSED by $(mib $((rss * 1024 - limit))) MiB"
+    failures+=("RSS $((rss / 1024)) MiB over $(mib "$bound") MiB + 64 MiB")
+  fi
+  mem_rows+=("$(printf '| RSS after %s tenants x 4, cache-max-bytes %s MiB | **%s MiB** (peak %s, idle %s; cache %s entries, %s MiB weighed) | <= %s MiB | %s |' \
+    "$FILL_TENANTS" "$(mib "$bound" 0)" "$(mib $((rss * 1024)))" "$(mib $((hwm * 1024)))" \
+    "$(mib $((idle * 1024)))" "$entries" "$(mib "$cbytes")" "$(mib "$limit" 0)" "$verdict")")
+  stop "$name"
+done
+
+# ---- results ------------------------------------------------------------------------------
+step "results"
+{
+  echo "### skype-gateway benchmark, $MODE mode, $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo
+  echo "Machine: $(nproc) CPUs, $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo), $(awk '/^MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)."
+  echo "Load: wrk -t$WRK_THREADS -c$WRK_CONNECTIONS -d${WRK_SECONDS}s, $ROUNDS alternating rounds after a ${WARMUP_SECONDS}s warm-up;"
+  echo "gateway and baseline --workers $WORKERS; tokens of $TOKEN_BYTES bytes; simulator latency 0; medians over the rounds."
+  echo
+  echo "| figure | measured | target | verdict |"
+  echo "|---|---|---|---|"
+  hit_row gw-quiet "access log off"
+  hit_row gw-logged "access log on"
+  miss_row "$work/miss-quiet.txt" "access log off, $MISS_COUNT x D7"
+  miss_row "$work/miss-logged.txt" "access log on, $MISS_COUNT x D7"
+  printf '| coalescing, %s concurrent cold requests, one token | **%s report + %s download** calls; answers %s; %s ms | 1 + 1 | %s |\n' \
+    "$COALESCE_COUNT" "$co_reports" "$co_downloads" "$co_answers" "$(field elapsed_ms "$work/coalesce.txt")" \
+    "$([[ $co_ok == yes ]] && echo met || echo FAILED)"
+  printf '%s\n' "${mem_rows[@]}"
+  echo
+  echo "Hit-path rounds (gw-quiet: access log off; gw-logged: access log on; CPU: the server's user + system time per answer):"
+  echo
+  echo "| round | target | req/s | p50 ms | p99 ms | CPU us/req | user | system |"
+  echo "|---|---|---|---|---|---|---|---|"
+  while IFS=$'\t' read -r round t rps p50 p99 _ _ cpu user sys; do
+    printf '| %s | %s | %.0f | %s | %s | %s | %s | %s |\n' "$round" "$t" "$rps" "$(ms "$p50" 3)" "$(ms "$p99" 3)" "$cpu" "$user" "$sys"
+  done <"$work/hit.tsv"
+  echo
+  echo "Hit path valid (every answer 200 HIT): $hit_valid. Release build ${build_seconds}s; whole run $((SECONDS - started_at))s."
+} >"$work/results.md"
+mkdir -p "$(dirname "$out")"
+cp "$work/results.md" "$out"
+cat "$out"
+echo
+echo "(written to $out)"
+
+if ((${#failures[@]})); then
+  printf 'bench FAILED: %s\n' "${failures[@]}" >&2
+  exit 1
+fi
+echo "bench: coalescing and memory bounds hold"
