@@ -206,21 +206,7 @@ impl GraphClient {
         if let Some(etag) = etag {
             request = request.insert_header((IF_NONE_MATCH, etag));
         }
-        let started = Instant::now();
-        let sent = timeout_at(deadline, request.send()).await;
-        let elapsed = started.elapsed().as_secs_f64();
-        let mut response = match sent {
-            Ok(Ok(response)) => response,
-            Ok(Err(err)) => {
-                self.metrics
-                    .record_upstream("report", send_error_label(&err), elapsed);
-                return Err(send_error(err, "Graph"));
-            }
-            Err(_) => {
-                self.metrics.record_upstream("report", "timeout", elapsed);
-                return Err(GraphError::Timeout);
-            }
-        };
+        let (mut response, elapsed) = self.send("report", "Graph", request, deadline).await?;
         let status = response.status();
         self.metrics
             .record_upstream("report", status.as_str(), elapsed);
@@ -285,20 +271,10 @@ impl GraphClient {
         deadline: Instant,
     ) -> Result<(Option<String>, Bytes), GraphError> {
         let started = Instant::now();
-        let sent = timeout_at(deadline, self.http.get(url.as_str()).send()).await;
-        let elapsed = started.elapsed().as_secs_f64();
-        let mut response = match sent {
-            Ok(Ok(response)) => response,
-            Ok(Err(err)) => {
-                self.metrics
-                    .record_upstream("download", send_error_label(&err), elapsed);
-                return Err(send_error(err, "the report download host"));
-            }
-            Err(_) => {
-                self.metrics.record_upstream("download", "timeout", elapsed);
-                return Err(GraphError::Timeout);
-            }
-        };
+        let request = self.http.get(url.as_str());
+        let (mut response, elapsed) = self
+            .send("download", "the report download host", request, deadline)
+            .await?;
         let status = response.status();
         if status != StatusCode::OK {
             self.metrics
@@ -318,6 +294,32 @@ impl GraphClient {
         self.metrics
             .record_upstream("download", status.as_str(), started.elapsed().as_secs_f64());
         Ok((etag, body?))
+    }
+
+    /// Sends one call within the deadline; a failure to get an answer is counted as
+    /// `timeout` or `error`, and the answer's status is left to the caller to count.
+    async fn send(
+        &self,
+        call: &'static str,
+        peer: &str,
+        request: awc::ClientRequest,
+        deadline: Instant,
+    ) -> Result<(awc::ClientResponse, f64), GraphError> {
+        let started = Instant::now();
+        let sent = timeout_at(deadline, request.send()).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        match sent {
+            Ok(Ok(response)) => Ok((response, elapsed)),
+            Ok(Err(err)) => {
+                self.metrics
+                    .record_upstream(call, send_error_label(&err), elapsed);
+                Err(send_error(err, peer))
+            }
+            Err(_) => {
+                self.metrics.record_upstream(call, "timeout", elapsed);
+                Err(GraphError::Timeout)
+            }
+        }
     }
 
     /// Turns a failed report call into the error the caller gets; logs Graph's request id.
