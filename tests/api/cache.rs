@@ -287,18 +287,35 @@ async fn past_stale_ttl_the_error_is_returned() {
     assert_eq!(answer.error_code(), "upstreamUnavailable");
 }
 
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A JWT of `tenant` that expires in 2 to 3 seconds (`exp` has second resolution; one second
+/// could leave a slow first request no time at all).
+fn short_lived_token(tenant: &str) -> (String, u64) {
+    let exp = unix_now() + 2;
+    (test_token(tenant, Some(exp)), exp)
+}
+
+/// Sleeps until `exp` has passed for both the gateway and the simulator (`exp <= now`).
+async fn sleep_past(exp: u64) {
+    while unix_now() < exp {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[actix_web::test]
 async fn an_expired_jwt_is_never_answered_from_cache() {
     let app = spawn_app().await;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let token = test_token("contoso", Some(now + 1));
+    let (token, exp) = short_lived_token("contoso");
     assert_eq!(app.report("D7", &token).await.status, 200);
 
-    // Past `exp` (second resolution), with the report entry still fresh.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Past `exp`, with the report entry still fresh.
+    sleep_past(exp).await;
     let answer = app.report("D7", &token).await;
 
     assert_eq!(answer.status, 401);
@@ -309,15 +326,11 @@ async fn an_expired_jwt_is_never_answered_from_cache() {
 #[actix_web::test]
 async fn an_expired_jwt_gets_no_stale_copy_while_graph_is_down() {
     let app = spawn_app_with(|c| c.fresh_ttl = Duration::from_secs(1)).await;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let token = test_token("contoso", Some(now + 1));
+    let (token, exp) = short_lived_token("contoso");
     assert_eq!(app.report("D7", &token).await.status, 200);
     app.sim.fail_always(Fault::Outage(503));
 
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    sleep_past(exp).await;
     let answer = app.report("D7", &token).await;
 
     assert_eq!(answer.status, 502);
