@@ -22,6 +22,18 @@ struct OriginPattern {
 }
 
 /// The download allowlist, parsed from `https://*.office.com,https://reports.example:8443`.
+///
+/// ```
+/// use skype_gateway::graph::Allowlist;
+/// use url::Url;
+///
+/// let list = Allowlist::parse("https://*.office.com,https://*.office365.com").unwrap();
+/// let allowed = |u: &str| list.allows(&Url::parse(u).unwrap());
+/// assert!(allowed("https://reports.office.com/data/download/x?sig=y"));
+/// assert!(!allowed("https://office.com/x"));
+/// assert!(!allowed("https://reports.office.com.evil.example/x"));
+/// assert!(!allowed("http://reports.office.com/x"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allowlist {
     origins: Vec<OriginPattern>,

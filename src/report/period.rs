@@ -4,6 +4,15 @@ use serde::Serialize;
 
 /// The four report periods Graph offers for this report. A request may spell them in any letter
 /// case (`d30`); an answer always spells them as here.
+///
+/// ```
+/// use skype_gateway::report::Period;
+///
+/// assert_eq!("d30".parse(), Ok(Period::D30));
+/// assert_eq!(Period::D30.as_str(), "D30");
+/// assert_eq!(Period::D30.days(), 30);
+/// assert!("D8".parse::<Period>().is_err());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 pub enum Period {
     D7,
