@@ -31,23 +31,11 @@ release="${CARGO_TARGET_DIR:-$repo/target}"
 [[ "$release" = /* ]] || release="$repo/$release"
 release="$release/release"
 
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-wait_for_line() { # wait_for_line FILE PATTERN: up to 60 s (valgrind starts slowly)
-  for _ in $(seq 1 600); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "gave up waiting for '$2' in $1" >&2
-  cat "$1" >&2
-  exit 1
-}
+FAIL_PREFIX=profile
+# shellcheck source=ci/lib.sh
+source ci/lib.sh
+# wait_for_line FILE PATTERN: up to 60 s (valgrind starts slowly).
+wait_for_line() { wait_for 60 "'$2' in $1" grep -q "$2" "$1"; }
 
 "$release/examples/simulator" >"$work/simulator.log" 2>&1 &
 pids+=($!)

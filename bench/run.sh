@@ -93,36 +93,11 @@ gateway_bin="$release/skype-gateway"
 client_bin="$release/examples/bench_client"
 
 # ---- processes ----------------------------------------------------------------------------
-work="$(mktemp -d)"
+FAIL_PREFIX=bench
+# shellcheck source=ci/lib.sh
+source ci/lib.sh
+# By name, for stop() and RSS readings; every pid also goes into lib.sh's `pids` for the cleanup.
 declare -A pid_of=()
-cleanup() {
-  local pid
-  for pid in "${pid_of[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-fail() {
-  echo "bench FAILED: $*" >&2
-  for log in "$work"/*.log; do
-    [[ -e "$log" ]] || continue
-    echo "--- $log (last lines)" >&2
-    tail -n 10 "$log" >&2 || true
-  done
-  exit 1
-}
-
-# wait_for SECONDS DESCRIPTION COMMAND...: retries COMMAND every 0.1 s.
-wait_for() {
-  local seconds=$1 what=$2
-  shift 2
-  local deadline=$((SECONDS + seconds))
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || fail "gave up after ${seconds}s waiting for $what"
-    sleep 0.1
-  done
-}
 
 stop() { # stop NAME: SIGTERM, then wait for it (the gateway drains for --shutdown-drain)
   local pid="${pid_of[$1]:-}"
@@ -135,6 +110,7 @@ stop() { # stop NAME: SIGTERM, then wait for it (the gateway drains for --shutdo
 step "simulator"
 "$release/examples/simulator" --workers 1 >"$work/simulator.log" 2>&1 &
 pid_of[simulator]=$!
+pids+=($!)
 wait_for 30 "the simulator to print its origin" grep -q '^simulator origin' "$work/simulator.log"
 sim="$(awk '/^simulator origin/{print $3; exit}' "$work/simulator.log")"
 echo "simulator at $sim"
@@ -148,6 +124,7 @@ start_gateway() {
     --download-allowlist "$sim" --shutdown-drain 0s --shutdown-timeout 5s "$@" \
     >"$work/$name.log" 2>&1 &
   pid_of[$name]=$!
+  pids+=($!)
   wait_for 30 "gateway $name to log its port" grep -q '(port [0-9]*)' "$work/$name.log"
   gw="http://127.0.0.1:$(grep -o '(port [0-9]*)' "$work/$name.log" | head -n1 | tr -dc 0-9)"
 }
@@ -188,6 +165,7 @@ grep -qi '^x-cache-status: HIT' "$work/gw.headers" || fail "the second request i
 
 "$release/examples/baseline" --body "$work/body.json" --workers "$WORKERS" >"$work/baseline.log" 2>&1 &
 pid_of[baseline]=$!
+pids+=($!)
 wait_for 30 "the baseline to print its port" grep -q 'listening on port' "$work/baseline.log"
 base="http://127.0.0.1:$(awk '/listening on port/{print $NF; exit}' "$work/baseline.log")"
 curl -s -D "$work/base.headers" -o "$work/base.body" "$base/skype/activity-counts/D7"

@@ -21,34 +21,9 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
 fi
 
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-fail() {
-  echo "metrics check FAILED: $*" >&2
-  for log in "$work"/*.log; do
-    echo "--- $log (last lines)" >&2
-    tail -n 20 "$log" >&2 || true
-  done
-  exit 1
-}
-
-# wait_for SECONDS DESCRIPTION COMMAND...: retries COMMAND every 0.2 s.
-wait_for() {
-  local seconds=$1 what=$2
-  shift 2
-  local deadline=$((SECONDS + seconds))
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || fail "gave up after ${seconds}s waiting for $what"
-    sleep 0.2
-  done
-}
+FAIL_PREFIX="metrics check"
+# shellcheck source=ci/lib.sh
+source ci/lib.sh
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
