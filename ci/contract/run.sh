@@ -20,23 +20,10 @@ cd "$repo"
 max_examples=100
 max_time="${CONTRACT_MAX_TIME:-60}"
 
+# shellcheck source=ci/venv.sh
+source ci/venv.sh
+pinned_venv contract "$here/requirements.txt"
 python="${PYTHON:-python3}"
-if ! "$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
-  echo "ci/contract/run.sh: needs Python >= 3.11 ($python is $("$python" --version 2>&1))" >&2
-  exit 1
-fi
-
-requirements="$here/requirements.txt"
-key="$({ cat "$requirements"; "$python" --version; } | sha256sum | cut -c1-16)"
-venv="${CONTRACT_CHECK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/skype-gateway/contract-check-$key}"
-if ! "$venv/bin/st" --version >/dev/null 2>&1 || ! [[ -x "$venv/bin/openapi-spec-validator" ]]; then
-  echo "== installing pinned tools into $venv"
-  rm -rf "$venv"
-  "$python" -m venv "$venv"
-  # Wheels only: no build step that could fetch build dependencies.
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
-    --only-binary=:all: -r "$requirements"
-fi
 
 # In CI, `cargo test` has just built it; locally, a stale binary tests stale code.
 bin="${GATEWAY_BIN:-${CARGO_TARGET_DIR:-target}/debug/skype-gateway}"

@@ -14,23 +14,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 cd "$repo"
 
-python="${PYTHON:-python3}"
-if ! "$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)'; then
-  echo "ci/deploy/run.sh: needs Python >= 3.11 ($python is $("$python" --version 2>&1))" >&2
-  exit 1
-fi
-
-requirements="$here/requirements.txt"
-key="$({ cat "$requirements"; "$python" --version; } | sha256sum | cut -c1-16)"
-venv="${DEPLOY_CHECK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/skype-gateway/deploy-check-$key}"
-if ! "$venv/bin/python" -c 'import helm_python, kubernetes_validate, yaml' 2>/dev/null; then
-  echo "== installing pinned tools into $venv"
-  rm -rf "$venv"
-  "$python" -m venv "$venv"
-  # Wheels only: no build step that could fetch build dependencies.
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
-    --only-binary=:all: -r "$requirements"
-fi
+# shellcheck source=ci/venv.sh
+source ci/venv.sh
+pinned_venv deploy "$here/requirements.txt"
 
 # Both checks run even when the first fails, so one CI run shows every problem.
 status=0
