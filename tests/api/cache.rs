@@ -1,6 +1,7 @@
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::future::join_all;
+use skype_gateway::cache::unix_now;
 use skype_gateway::simulator::{CallKind, Fault, Simulator, SimulatorConfig, test_token};
 
 use crate::helpers::{metric_value, spawn_app, spawn_app_against, spawn_app_with, token_of};
@@ -285,13 +286,6 @@ async fn past_stale_ttl_the_error_is_returned() {
 
     assert_eq!(answer.status, 502);
     assert_eq!(answer.error_code(), "upstreamUnavailable");
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 /// A JWT of `tenant` that expires in 2 to 3 seconds (`exp` has second resolution; one second

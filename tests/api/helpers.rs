@@ -82,11 +82,7 @@ pub fn test_config(sim: &Simulator) -> Config {
 
 /// A JWT-shaped token of `tenant`, valid for an hour.
 pub fn token_of(tenant: &str) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
+    let exp = skype_gateway::cache::unix_now() + 3600;
     test_token(tenant, Some(exp))
 }
 
