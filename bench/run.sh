@@ -2,7 +2,7 @@
 # The load benchmark of skype-gateway (BENCHMARKS.md explains the figures and holds a full run).
 #
 # Builds in release, installs wrk and curl from Debian when missing, starts the Graph simulator
-# (examples/simulator.rs), the gateway and a minimal actix-web baseline (examples/baseline.rs) on
+# (crates/graph-simulator/examples/simulator.rs), the gateway and a minimal actix-web baseline (examples/baseline.rs) on
 # loopback, and measures:
 #   1. the hit path under wrk, gateway (access log on and off) against the baseline, alternating,
 #      several rounds: ratios of requests/s and of p99 latency;

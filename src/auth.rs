@@ -262,6 +262,16 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_simulators_test_tokens_as_the_simulator_does() {
+        let token = graph_simulator::test_token("contoso", Some(1_900_000_000));
+        let claims = Claims::unverified(&token).unwrap();
+        assert_eq!(claims.tenant(), Some("contoso"));
+        assert_eq!(claims.expires_at(), Some(1_900_000_000));
+        let without_exp = graph_simulator::test_token("contoso", None);
+        assert_eq!(Claims::unverified(&without_exp).unwrap().expires_at(), None);
+    }
+
+    #[test]
     fn opaque_or_odd_tokens_have_no_claims_or_tenant() {
         assert_eq!(Claims::unverified("opaque-token"), None);
         assert_eq!(Claims::unverified("a.b.c.d"), None);

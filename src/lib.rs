@@ -7,6 +7,5 @@ pub mod metrics;
 pub mod report;
 pub mod routes;
 pub mod service;
-pub mod simulator;
 pub mod startup;
 pub mod telemetry;

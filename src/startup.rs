@@ -6,16 +6,16 @@ use std::{net::TcpListener, sync::Arc, time::Duration};
 use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
 use log::info;
 use tokio::sync::Semaphore;
-use url::Url;
+
+mod demo;
 
 use crate::{
     cache::{Caches, Freshness},
     config::Config,
-    graph::{Allowlist, GraphClient, UpstreamSettings, tls_config},
+    graph::{GraphClient, UpstreamSettings, tls_config},
     metrics::Metrics,
     routes::{self, health::Readiness},
     service::ReportService,
-    simulator::Simulator,
     telemetry,
 };
 
@@ -26,13 +26,13 @@ pub struct Application {
     readiness: Readiness,
     shutdown_drain: Duration,
     /// Kept alive for the server's lifetime in `--demo` mode.
-    simulator: Option<Simulator>,
+    demo: Option<demo::Demo>,
 }
 
 impl Application {
     pub async fn build(mut config: Config) -> std::io::Result<Application> {
-        let simulator = if config.demo {
-            Some(point_at_simulator(&mut config).await?)
+        let demo = if config.demo {
+            Some(demo::Demo::start(&mut config).await?)
         } else {
             None
         };
@@ -84,11 +84,8 @@ impl Application {
         .listen(listener)?
         .run();
 
-        if let Some(sim) = &simulator {
-            info!(
-                "demo mode: Graph simulator at {}; try: curl -H 'Authorization: Bearer demo-token' http://127.0.0.1:{port}/skype/activity-counts/D7",
-                sim.origin()
-            );
+        if let Some(demo) = &demo {
+            demo.announce(port);
         }
         Ok(Application {
             port,
@@ -96,7 +93,7 @@ impl Application {
             server,
             readiness,
             shutdown_drain: config.shutdown_drain,
-            simulator,
+            demo,
         })
     }
 
@@ -131,22 +128,12 @@ impl Application {
             handle.stop(true).await;
         });
         let result = self.server.await;
-        if let Some(sim) = self.simulator {
-            sim.stop().await;
+        if let Some(demo) = self.demo {
+            demo.stop().await;
         }
         info!("stopped");
         result
     }
-}
-
-/// `--demo`: a Graph simulator on loopback, and the gateway pointed at it.
-async fn point_at_simulator(config: &mut Config) -> std::io::Result<Simulator> {
-    let sim = Simulator::start().await?;
-    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
-    config.graph_base_url =
-        Url::parse(&sim.graph_base_url()).map_err(|e| invalid(e.to_string()))?;
-    config.download_allowlist = Allowlist::parse(&sim.origin()).map_err(invalid)?;
-    Ok(sim)
 }
 
 fn default_workers() -> usize {

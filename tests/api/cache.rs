@@ -1,8 +1,8 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use graph_simulator::{CallKind, Fault, Simulator, SimulatorConfig, test_token};
 use skype_gateway::cache::unix_now;
-use skype_gateway::simulator::{CallKind, Fault, Simulator, SimulatorConfig, test_token};
 
 use crate::helpers::{metric_value, spawn_app, spawn_app_against, spawn_app_with, token_of};
 

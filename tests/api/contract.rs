@@ -9,8 +9,8 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
+use graph_simulator::{Fault, Simulator};
 use serde_json::{Value, json};
-use skype_gateway::simulator::{Fault, Simulator};
 
 use crate::helpers::{Answer, GatewayProcess, TestApp, spawn_app, spawn_app_with, token_of};
 

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use skype_gateway::simulator::Fault;
+use graph_simulator::Fault;
 
 use crate::helpers::{closed_port, spawn_app, spawn_app_with, token_of};
 

@@ -1,12 +1,9 @@
 use std::time::Duration;
 
 use awc::http::StatusCode;
+use graph_simulator::{Simulator, test_token};
 use serde_json::Value;
-use skype_gateway::{
-    config::Config,
-    simulator::{Simulator, test_token},
-    startup::Application,
-};
+use skype_gateway::{config::Config, startup::Application};
 
 pub struct TestApp {
     pub address: String,

@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant};
 
-use skype_gateway::simulator::{Fault, Simulator};
+use graph_simulator::{Fault, Simulator};
 
 use crate::helpers::{GatewayProcess, metric_value, spawn_app, spawn_app_with, token_of};
 

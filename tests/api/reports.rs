@@ -1,4 +1,4 @@
-use skype_gateway::simulator::{CallKind, Fault};
+use graph_simulator::{CallKind, Fault};
 
 use crate::helpers::{spawn_app, token_of};
 

@@ -1,4 +1,4 @@
-use skype_gateway::simulator::{CallKind, Fault, Simulator};
+use graph_simulator::{CallKind, Fault, Simulator};
 
 use crate::helpers::{GatewayProcess, spawn_app, token_of};
 

@@ -241,7 +241,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Period;
+    use crate::Period;
 
     const REPORT: Target = Target::Report {
         not_modified: false,

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use super::date::Day;
-use crate::report::Period;
+use crate::Period;
 
 /// Graph's column names, in the order Graph usually writes them.
 pub(super) const COLUMNS: [&str; 6] = [

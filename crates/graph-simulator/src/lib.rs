@@ -16,6 +16,7 @@ mod control;
 mod csv;
 mod date;
 mod handlers;
+mod period;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -27,9 +28,9 @@ use actix_web::{App, HttpServer, dev::ServerHandle, web};
 use base64::Engine as _;
 use serde::Serialize;
 
-use crate::report::Period;
 use csv::{CsvShape, ReportData};
 use date::Day;
+pub use period::Period;
 use state::Shared;
 
 /// How the simulated Graph behaves when no fault is queued.

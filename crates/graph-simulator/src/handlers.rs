@@ -22,7 +22,7 @@ use super::{
     date::{timestamp_now, unix_seconds},
     state::{LinkRefusal, Shared, Target},
 };
-use crate::report::Period;
+use crate::Period;
 
 const FUNCTION: &str = "getSkypeForBusinessActivityCounts";
 

@@ -7,7 +7,7 @@
 
 use std::{process::ExitCode, time::Duration};
 
-use skype_gateway::simulator::{Simulator, SimulatorConfig};
+use graph_simulator::{Simulator, SimulatorConfig};
 
 #[actix_web::main]
 async fn main() -> ExitCode {
