@@ -20,7 +20,7 @@ use crate::{
     auth::{BearerToken, Claims, Fingerprint, Fingerprinter},
     cache::{CacheStatus, Caches, ReportEntry, ReportKey, TokenEntry},
     error::ApiError,
-    graph::{Fetched, GraphClient},
+    graph::{Fetched, GraphClient, ReportCall},
     metrics::Metrics,
     report::{Period, parse_report},
 };
@@ -176,7 +176,12 @@ impl ReportService {
         }
         let graph_etag = job.cached.as_ref().and_then(|e| e.graph_etag.as_deref());
         let fetched = client
-            .fetch(&job.token, job.key.period, graph_etag, &job.request_id)
+            .fetch(ReportCall {
+                token: &job.token,
+                period: job.key.period,
+                etag: graph_etag,
+                request_id: &job.request_id,
+            })
             .await;
         match fetched {
             Ok(Fetched::NotModified) => {

@@ -37,6 +37,17 @@ pub struct UpstreamSettings {
     pub max_retry_wait: Duration,
 }
 
+/// One report call as the service asks for it: whose token, which report, which ETag to
+/// revalidate, and the request id Graph gets as `client-request-id`.
+#[derive(Debug, Clone, Copy)]
+pub struct ReportCall<'a> {
+    pub token: &'a BearerToken,
+    pub period: Period,
+    /// The ETag Graph last confirmed for this report, if any: sent as `If-None-Match`.
+    pub etag: Option<&'a str>,
+    pub request_id: &'a str,
+}
+
 /// What Graph answered to a successful conditional report call.
 #[derive(Debug)]
 pub enum Fetched {
@@ -106,36 +117,21 @@ impl GraphClient {
 
     /// The conditional report call with retries, the redirect and the download, all within the
     /// upstream timeout. `etag` is the ETag Graph last confirmed for this report, if any.
-    pub async fn fetch(
-        &self,
-        token: &BearerToken,
-        period: Period,
-        etag: Option<&str>,
-        request_id: &str,
-    ) -> Result<Fetched, GraphError> {
+    pub async fn fetch(&self, call: ReportCall<'_>) -> Result<Fetched, GraphError> {
         let deadline = Instant::now() + self.settings.timeout;
-        timeout_at(
-            deadline,
-            self.fetch_with_retries(token, period, etag, request_id, deadline),
-        )
-        .await
-        .unwrap_or(Err(GraphError::Timeout))
+        timeout_at(deadline, self.fetch_with_retries(call, deadline))
+            .await
+            .unwrap_or(Err(GraphError::Timeout))
     }
 
     async fn fetch_with_retries(
         &self,
-        token: &BearerToken,
-        period: Period,
-        etag: Option<&str>,
-        request_id: &str,
+        call: ReportCall<'_>,
         deadline: Instant,
     ) -> Result<Fetched, GraphError> {
         let mut retries = 0;
         loop {
-            let err = match self
-                .attempt(token, period, etag, request_id, deadline)
-                .await
-            {
+            let err = match self.attempt(call, deadline).await {
                 Ok(fetched) => return Ok(fetched),
                 Err(err) => err,
             };
@@ -187,12 +183,15 @@ impl GraphClient {
 
     async fn attempt(
         &self,
-        token: &BearerToken,
-        period: Period,
-        etag: Option<&str>,
-        request_id: &str,
+        call: ReportCall<'_>,
         deadline: Instant,
     ) -> Result<Fetched, GraphError> {
+        let ReportCall {
+            token,
+            period,
+            etag,
+            request_id,
+        } = call;
         let _permit = timeout_at(deadline, self.limiter.acquire())
             .await
             .map_err(|_| GraphError::Timeout)?

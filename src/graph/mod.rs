@@ -6,5 +6,5 @@ mod client;
 mod error;
 
 pub use allowlist::{Allowlist, is_loopback};
-pub use client::{Fetched, GraphClient, UpstreamSettings, tls_config};
+pub use client::{Fetched, GraphClient, ReportCall, UpstreamSettings, tls_config};
 pub use error::GraphError;
