@@ -11,7 +11,7 @@ use std::{
     pin::pin,
     sync::Arc,
     task::{Context, Poll, Waker},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use base64::Engine as _;
@@ -100,7 +100,11 @@ fn hit_path(c: &mut Criterion) {
     ));
     now(caches.store_report(
         key.clone(),
-        Arc::new(ReportEntry::new(Some("\"e\"".into()), d7_report())),
+        Arc::new(ReportEntry::new(
+            Some("\"e\"".into()),
+            &d7_report(),
+            Instant::now(),
+        )),
     ));
     // Other tenants, so that the lookups do not run on an almost empty table.
     for i in 0..10_000 {
@@ -109,7 +113,7 @@ fn hit_path(c: &mut Criterion) {
                 tenant: format!("tenant-{i}").into(),
                 period: Period::D7,
             },
-            Arc::new(ReportEntry::new(None, d7_report())),
+            Arc::new(ReportEntry::new(None, &d7_report(), Instant::now())),
         ));
     }
 

@@ -5,7 +5,7 @@
 //! `cargo bench --bench report`; the CSV is generated here the way Graph writes it (BOM, CRLF,
 //! an empty cell now and then, newest row first), so no simulator is needed.
 
-use std::hint::black_box;
+use std::{hint::black_box, time::Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use skype_gateway::{
@@ -72,7 +72,7 @@ fn report_work(c: &mut Criterion) {
         group.bench_function("parse_and_cache_entry", |b| {
             b.iter(|| {
                 let report = parse_report(black_box(&csv), period).expect("parses");
-                ReportEntry::new(Some("\"graph-etag\"".to_owned()), report)
+                ReportEntry::new(Some("\"graph-etag\"".to_owned()), &report, Instant::now())
             })
         });
         group.finish();

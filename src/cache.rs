@@ -4,7 +4,11 @@
 //!   past the token's `exp` (or `fresh-ttl` for an opaque token).
 //! - reports: `(tenant, period) -> ReportEntry`, bounded in bytes by a weigher, kept for
 //!   `stale-ttl` so a stale copy can outlive its fresh window. Freshness is tracked in the
-//!   entry itself (`validated_at`), since moka hides entries once they expire.
+//!   entry itself (`validated_at`), since moka hides entries once they expire. An entry holds
+//!   only what is served and what revalidation needs: the serialized body, its ETag and Graph's.
+//!
+//! Writes never go back in time: of two reports for one key, the one whose Graph call started
+//! later stays, and a `304` refreshes an entry only if it is still the one that was revalidated.
 
 use std::{
     mem::size_of,
@@ -23,46 +27,8 @@ use moka::{
 
 use crate::{
     auth::Fingerprint,
-    report::{Period, Report, ReportRow},
+    report::{Period, Report},
 };
-
-/// How a report answer was produced, in nginx's `X-Cache-Status` vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
-#[schema(rename_all = "UPPERCASE")]
-pub enum CacheStatus {
-    Hit,
-    Miss,
-    Revalidated,
-    Stale,
-}
-
-impl CacheStatus {
-    pub const ALL: [CacheStatus; 4] = [
-        CacheStatus::Hit,
-        CacheStatus::Miss,
-        CacheStatus::Revalidated,
-        CacheStatus::Stale,
-    ];
-
-    pub fn header_value(self) -> &'static str {
-        match self {
-            CacheStatus::Hit => "HIT",
-            CacheStatus::Miss => "MISS",
-            CacheStatus::Revalidated => "REVALIDATED",
-            CacheStatus::Stale => "STALE",
-        }
-    }
-
-    /// The metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            CacheStatus::Hit => "hit",
-            CacheStatus::Miss => "miss",
-            CacheStatus::Revalidated => "revalidated",
-            CacheStatus::Stale => "stale",
-        }
-    }
-}
 
 /// A token Graph has accepted.
 #[derive(Debug, Clone)]
@@ -90,20 +56,21 @@ pub struct ReportKey {
 pub struct ReportEntry {
     /// The ETag Graph gave this report: the entry's identity when revalidating.
     pub graph_etag: Option<Box<str>>,
-    pub report: Arc<Report>,
     /// The JSON answer, serialized once and shared by every hit.
     pub body: Bytes,
     /// Our strong ETag, a hash of `body`.
     pub etag: HeaderValue,
-    /// When Graph last confirmed this report (download or 304).
+    /// When the Graph call that last confirmed this report (download or 304) was sent: the
+    /// report is at least that current.
     pub validated_at: Instant,
     /// Bytes this entry holds, for the weigher.
     weight: u32,
 }
 
 impl ReportEntry {
-    pub fn new(graph_etag: Option<String>, report: Report) -> ReportEntry {
-        let json = serde_json::to_vec(&report).expect("reports serialize");
+    /// The entry for `report`, as Graph sent it in answer to a call sent at `validated_at`.
+    pub fn new(graph_etag: Option<String>, report: &Report, validated_at: Instant) -> ReportEntry {
+        let json = serde_json::to_vec(report).expect("reports serialize");
         // The serializer grows its buffer by doubling, so the body is copied into an allocation
         // of its exact size (a few µs once per miss); shrinking the buffer in place instead
         // left a free sliver behind every cached body, which fragmented the heap.
@@ -114,26 +81,25 @@ impl ReportEntry {
         let weight = allocated(ARC_COUNTS + size_of::<ReportEntry>())
             + graph_etag.as_ref().map_or(0, |e| allocated(e.len()))
             + allocated(body.len())
-            + allocated(etag.len())
-            + report_heap_bytes(&report);
+            + allocated(BYTES_SHARED)
+            + allocated(etag.len());
         ReportEntry {
             graph_etag: graph_etag.map(String::into_boxed_str),
-            report: Arc::new(report),
             body,
             etag,
-            validated_at: Instant::now(),
+            validated_at,
             weight: u32::try_from(weight).unwrap_or(u32::MAX),
         }
     }
 
-    /// The same report, confirmed again by Graph just now (a 304).
-    pub fn revalidated(&self) -> ReportEntry {
+    /// The same report, confirmed again by a Graph call sent at `validated_at` (a 304). The
+    /// body is shared, not copied.
+    pub fn revalidated(&self, validated_at: Instant) -> ReportEntry {
         ReportEntry {
             graph_etag: self.graph_etag.clone(),
-            report: Arc::clone(&self.report),
             body: self.body.clone(),
             etag: self.etag.clone(),
-            validated_at: Instant::now(),
+            validated_at,
             weight: self.weight,
         }
     }
@@ -168,29 +134,19 @@ impl Freshness {
 
 /// The two reference counts in front of an `Arc`'s value.
 const ARC_COUNTS: usize = 2 * size_of::<usize>();
+/// A `Bytes` made from a buffer allocates a small shared header (pointer, capacity, reference
+/// count) of its own once it is first cloned for an answer.
+const BYTES_SHARED: usize = 3 * size_of::<usize>();
 
 /// The memory an allocation of `n` bytes takes from glibc's malloc: an 8-byte header, a
 /// multiple of 16, and 32 bytes at least. The weigher counts this rather than `n`, so that
-/// `--cache-max-bytes` bounds memory: a D180 report holds 540 strings of 1 to 10 bytes that
-/// take 32 each, and weighing by length alone left the process 60% over the bound (RSS 419 MiB
-/// at a 256 MiB bound with 10,000 tenants x 4 periods).
+/// `--cache-max-bytes` bounds memory, not the sum of lengths.
 fn allocated(n: usize) -> usize {
     if n == 0 {
         0
     } else {
         (n + 8).next_multiple_of(16).max(32)
     }
-}
-
-fn report_heap_bytes(report: &Report) -> usize {
-    let string = |s: &String| allocated(s.capacity());
-    let strings = |r: &ReportRow| {
-        string(&r.report_refresh_date) + string(&r.report_date) + string(&r.report_period)
-    };
-    allocated(ARC_COUNTS + size_of::<Report>())
-        + report.report_refresh_date.as_ref().map_or(0, string)
-        + allocated(report.value.capacity() * size_of::<ReportRow>())
-        + report.value.iter().map(strings).sum::<usize>()
 }
 
 /// A validated token is forgotten at its `exp`, or after `fresh-ttl` when it has none.
@@ -284,17 +240,33 @@ impl Caches {
         self.reports.get(key).await
     }
 
-    pub async fn store_report(&self, key: ReportKey, entry: Arc<ReportEntry>) {
-        self.reports.insert(key, entry).await;
+    /// Stores a report Graph just sent, unless the key already holds one from a Graph call sent
+    /// later (two tokens' fetches can finish in either order). Returns the entry now current,
+    /// which is the one to serve.
+    pub async fn store_report(&self, key: ReportKey, entry: Arc<ReportEntry>) -> Arc<ReportEntry> {
+        let fallback = Arc::clone(&entry);
+        let result = self
+            .reports
+            .entry(key)
+            .and_compute_with(|current| {
+                let op = match current {
+                    Some(current) if current.value().validated_at > entry.validated_at => Op::Nop,
+                    _ => Op::Put(entry),
+                };
+                std::future::ready(op)
+            })
+            .await;
+        current_value(result).unwrap_or(fallback)
     }
 
-    /// Graph confirmed `seen` (a 304): refresh it, atomically, unless another fetch has
-    /// replaced it meanwhile. Returns the entry now current, which is the one to serve: an
-    /// older body never overwrites a newer one.
+    /// Graph confirmed `seen` (a 304 to a call sent at `validated_at`): refresh it, atomically,
+    /// unless another fetch has replaced it meanwhile. Returns the entry now current, which is
+    /// the one to serve: a late 304 never puts an older body over a newer one.
     pub async fn confirm_report(
         &self,
         key: ReportKey,
         seen: &Arc<ReportEntry>,
+        validated_at: Instant,
     ) -> Arc<ReportEntry> {
         let result = self
             .reports
@@ -302,23 +274,27 @@ impl Caches {
             .and_compute_with(|current| {
                 let op = match current {
                     Some(current) if !Arc::ptr_eq(current.value(), seen) => Op::Nop,
-                    _ => Op::Put(Arc::new(seen.revalidated())),
+                    _ => Op::Put(Arc::new(seen.revalidated(validated_at))),
                 };
                 std::future::ready(op)
             })
             .await;
-        match result {
-            CompResult::Inserted(e) | CompResult::ReplacedWith(e) | CompResult::Unchanged(e) => {
-                e.into_value()
-            }
-            CompResult::StillNone(_) | CompResult::Removed(_) => Arc::new(seen.revalidated()),
-        }
+        current_value(result).unwrap_or_else(|| Arc::new(seen.revalidated(validated_at)))
     }
 
     /// Entry count and weighted size of the report cache, after pending evictions ran.
     pub async fn report_usage(&self) -> (u64, u64) {
         self.reports.run_pending_tasks().await;
         (self.reports.entry_count(), self.reports.weighted_size())
+    }
+}
+
+fn current_value<K>(result: CompResult<K, Arc<ReportEntry>>) -> Option<Arc<ReportEntry>> {
+    match result {
+        CompResult::Inserted(e) | CompResult::ReplacedWith(e) | CompResult::Unchanged(e) => {
+            Some(e.into_value())
+        }
+        CompResult::StillNone(_) | CompResult::Removed(_) => None,
     }
 }
 
@@ -341,23 +317,92 @@ mod tests {
         assert_eq!(allocated(1000), 1008);
     }
 
-    #[test]
-    fn an_entry_weighs_at_least_its_body_and_its_rows() {
-        let row = |day: u32| ReportRow {
-            report_refresh_date: "2026-11-25".into(),
-            report_date: format!("2026-11-{day:02}"),
-            report_period: "7".into(),
-            peer_to_peer: Some(1),
-            organized: None,
-            participated: Some(2),
-        };
-        let report = Report {
+    fn report(peer_to_peer: u64) -> Report {
+        use crate::report::ReportRow;
+        Report {
             period: Period::D7,
             report_refresh_date: Some("2026-11-25".into()),
-            value: (19..=25).rev().map(row).collect(),
-        };
-        let entry = ReportEntry::new(Some("\"g\"".into()), report);
-        let rows = 7 * (size_of::<ReportRow>() + 3 * 32);
-        assert!(entry.weight as usize >= entry.body.len() + rows);
+            value: vec![ReportRow {
+                report_refresh_date: "2026-11-25".into(),
+                report_date: "2026-11-25".into(),
+                report_period: "7".into(),
+                peer_to_peer: Some(peer_to_peer),
+                organized: None,
+                participated: Some(2),
+            }],
+        }
+    }
+
+    fn caches() -> Caches {
+        Caches::new(
+            1 << 20,
+            Freshness {
+                fresh: Duration::from_secs(60),
+                stale: Duration::from_secs(600),
+            },
+        )
+    }
+
+    fn key() -> ReportKey {
+        ReportKey {
+            tenant: "contoso".into(),
+            period: Period::D7,
+        }
+    }
+
+    #[test]
+    fn an_entry_weighs_its_body_and_no_parsed_rows() {
+        let entry = ReportEntry::new(Some("\"g\"".into()), &report(1), Instant::now());
+        assert!(entry.weight as usize >= entry.body.len() + size_of::<ReportEntry>());
+        // Everything else it holds is two short tags and the headers around them.
+        assert!((entry.weight as usize) < entry.body.len() + 512);
+    }
+
+    #[tokio::test]
+    async fn a_report_from_an_earlier_call_never_replaces_a_later_one() {
+        let caches = caches();
+        let earlier = Instant::now();
+        let later = earlier + Duration::from_millis(1);
+        let newer = Arc::new(ReportEntry::new(Some("\"2\"".into()), &report(2), later));
+        let older = Arc::new(ReportEntry::new(Some("\"1\"".into()), &report(1), earlier));
+
+        caches.store_report(key(), Arc::clone(&newer)).await;
+        let current = caches.store_report(key(), older).await;
+
+        assert!(Arc::ptr_eq(&current, &newer));
+        assert!(Arc::ptr_eq(&caches.report(&key()).await.unwrap(), &newer));
+    }
+
+    #[tokio::test]
+    async fn a_late_304_does_not_bring_back_the_body_it_confirmed() {
+        let caches = caches();
+        let sent = Instant::now();
+        let old = Arc::new(ReportEntry::new(Some("\"1\"".into()), &report(1), sent));
+        caches.store_report(key(), Arc::clone(&old)).await;
+        let new = Arc::new(ReportEntry::new(Some("\"2\"".into()), &report(2), sent));
+        caches.store_report(key(), Arc::clone(&new)).await;
+
+        let served = caches.confirm_report(key(), &old, Instant::now()).await;
+
+        assert!(Arc::ptr_eq(&served, &new));
+        assert!(Arc::ptr_eq(&caches.report(&key()).await.unwrap(), &new));
+    }
+
+    #[tokio::test]
+    async fn a_304_refreshes_the_entry_it_confirmed() {
+        let caches = caches();
+        let sent = Instant::now();
+        let entry = Arc::new(ReportEntry::new(Some("\"1\"".into()), &report(1), sent));
+        caches.store_report(key(), Arc::clone(&entry)).await;
+        let confirmed_at = sent + Duration::from_secs(5);
+
+        let served = caches.confirm_report(key(), &entry, confirmed_at).await;
+
+        assert_eq!(served.validated_at, confirmed_at);
+        assert_eq!(served.body, entry.body);
+        assert_eq!(
+            caches.report(&key()).await.unwrap().validated_at,
+            confirmed_at
+        );
     }
 }

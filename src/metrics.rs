@@ -7,7 +7,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::cache::CacheStatus;
+use crate::service::CacheStatus;
 
 /// HTTP answers span a cache hit (tens of microseconds) to a cold fetch that waited out retries
 /// (seconds), so the buckets are log-spaced over six decades.
@@ -134,6 +134,14 @@ impl Metrics {
                 prometheus::process_collector::ProcessCollector::for_self(),
             ))
             .expect("process metrics register once");
+    }
+
+    /// The report cache's entry count and weighed bytes, set at scrape time.
+    pub fn set_cache_usage(&self, entries: u64, bytes: u64) {
+        self.cache_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+        self.cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     pub fn record_cache(&self, status: CacheStatus) {

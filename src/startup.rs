@@ -15,7 +15,7 @@ use crate::{
     graph::{GraphClient, UpstreamSettings, tls_config},
     metrics::Metrics,
     routes::{self, health::Readiness},
-    service::ReportService,
+    service::{ReportService, Reports},
     telemetry,
 };
 
@@ -45,7 +45,7 @@ impl Application {
             stale: config.stale_ttl,
         };
         let caches = Caches::new(config.cache_max_bytes, freshness);
-        let service = web::Data::new(ReportService::new(caches, Arc::clone(&metrics)));
+        let service = Arc::new(ReportService::new(caches, Arc::clone(&metrics)));
         let settings = Arc::new(UpstreamSettings {
             graph_base_url: config.graph_base_url.clone(),
             allowlist: config.download_allowlist.clone(),
@@ -61,7 +61,8 @@ impl Application {
         let metrics_data = web::Data::from(Arc::clone(&metrics));
 
         let server = HttpServer::new(move || {
-            // awc's client is per worker (not Send); the semaphore and metrics are shared.
+            // awc's client is per worker (not Send); the service, the semaphore and the metrics
+            // are shared.
             let client = GraphClient::new(
                 Arc::clone(&settings),
                 Arc::clone(&limiter),
@@ -69,8 +70,7 @@ impl Application {
                 Arc::clone(&tls),
             );
             App::new()
-                .app_data(service.clone())
-                .app_data(web::Data::new(client))
+                .app_data(web::Data::new(Reports::new(Arc::clone(&service), client)))
                 .app_data(metrics_data.clone())
                 .app_data(readiness_data.clone())
                 .wrap(from_fn(telemetry::observe))

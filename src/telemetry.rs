@@ -18,7 +18,7 @@ use actix_web::{
 };
 use log::info;
 
-use crate::metrics::Metrics;
+use crate::{metrics::Metrics, service::CacheStatus};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
@@ -127,11 +127,12 @@ pub async fn observe(
             .with_label_values(&[method, route])
             .observe(elapsed.as_secs_f64());
     }
+    // Left by the report route; other answers have none.
     let cache = res
-        .headers()
-        .get(&X_CACHE_STATUS)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-");
+        .response()
+        .extensions()
+        .get::<CacheStatus>()
+        .map_or("-", |status| status.header_value());
     info!(
         target: "skype_gateway::access",
         "{method} {route} {} {:.3}ms cache={cache} request_id={}",

@@ -243,7 +243,7 @@ pub async fn openapi_json() -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::CacheStatus;
+    use crate::service::CacheStatus;
 
     #[test]
     fn x_cache_status_is_documented_as_the_values_the_gateway_sends() {

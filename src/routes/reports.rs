@@ -7,11 +7,9 @@ use actix_web::{
 use super::openapi::headers;
 use crate::{
     auth::BearerToken,
-    cache::CacheStatus,
     error::{ApiError, ErrorBody},
-    graph::GraphClient,
     report::{Period, Report},
-    service::{ReportService, Served},
+    service::{CacheStatus, Reports, Served},
     telemetry::{RequestId, X_CACHE_STATUS},
 };
 
@@ -62,8 +60,7 @@ use crate::{
 )]
 pub async fn activity_counts(
     req: HttpRequest,
-    service: web::Data<ReportService>,
-    client: web::Data<GraphClient>,
+    reports: web::Data<Reports>,
     request_id: RequestId,
 ) -> Result<HttpResponse, ApiError> {
     // Read in place: `web::Path<String>` would copy the segment into a String per request.
@@ -74,10 +71,7 @@ pub async fn activity_counts(
         .parse()
         .map_err(|_| ApiError::InvalidPeriod)?;
     let token = BearerToken::from_headers(req.headers()).ok_or(ApiError::MissingToken)?;
-    let served = service
-        .into_inner()
-        .report(&client, &token, period, request_id.as_str())
-        .await?;
+    let served = reports.report(&token, period, request_id.as_str()).await?;
     Ok(answer(&req, &served))
 }
 
@@ -103,6 +97,8 @@ fn answer(req: &HttpRequest, served: &Served) -> HttpResponse {
         .insert_header((AGE, HeaderValue::from(served.age.as_secs())))
         .insert_header((VARY, "Authorization"))
         .insert_header((X_CACHE_STATUS.clone(), served.status.header_value()));
+    // For the access log.
+    response.extensions_mut().insert(served.status);
     if not_modified {
         response.finish()
     } else {
