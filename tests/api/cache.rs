@@ -73,6 +73,36 @@ async fn new_data_at_graph_is_a_miss_with_the_new_body() {
 }
 
 #[actix_web::test]
+async fn a_late_304_does_not_put_an_older_body_back() {
+    let app = spawn_app_with(short_fresh).await;
+    let (a, b) = (token_of("contoso"), token_of("contoso"));
+    let old = app.report("D7", &a).await;
+    tokio::time::sleep(SHORT_FRESH + Duration::from_millis(100)).await;
+
+    // Graph decides A's revalidation on arrival (unchanged: 304) and answers it a second later;
+    // meanwhile the data changes and B, another user of the tenant, downloads it.
+    app.sim.fail_next(1, Fault::Delay(Duration::from_secs(1)));
+    let late = app.report("D7", &a);
+    let newer = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.sim.advance_data();
+        app.report("D7", &b).await
+    };
+    let (late, newer) = futures_util::join!(late, newer);
+    let after = app.report("D7", &a).await;
+
+    assert_eq!(newer.cache_status(), "MISS");
+    assert_ne!(newer.body, old.body);
+    assert_eq!(late.cache_status(), "REVALIDATED");
+    assert_eq!(
+        late.body, newer.body,
+        "the late 304 serves the current body"
+    );
+    assert_eq!(after.body, newer.body, "the cache kept the newer body");
+    assert_eq!(app.sim.download_calls(), 2);
+}
+
+#[actix_web::test]
 async fn concurrent_first_calls_share_one_upstream_fetch() {
     let sim = Simulator::start_with(SimulatorConfig {
         report_latency: Duration::from_millis(300),
