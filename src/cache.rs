@@ -186,9 +186,23 @@ impl Expiry<Fingerprint, Arc<TokenEntry>> for TokenExpiry {
 
 /// Validated tokens are small (a 32-byte key, a tenant id); this bounds them to a few MiB.
 const MAX_VALIDATED_TOKENS: u64 = 100_000;
+/// How long a token Graph refused is refused again without asking: long enough that a client
+/// retrying in a loop costs one Graph call, short enough that a role granted meanwhile shows.
+pub const REFUSAL_MEMORY: Duration = Duration::from_secs(15);
+/// Refusals are a status and Graph's short code and message; bounded like validated tokens.
+const MAX_REFUSED_TOKENS: u64 = 100_000;
+
+/// Graph's answer to a token it refused (401 or 403).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
 
 pub struct Caches {
     tokens: Cache<Fingerprint, Arc<TokenEntry>>,
+    refused: Cache<Fingerprint, Arc<Refusal>>,
     reports: Cache<ReportKey, Arc<ReportEntry>>,
     pub freshness: Freshness,
 }
@@ -214,8 +228,13 @@ impl Caches {
             .eviction_policy(EvictionPolicy::lru())
             .time_to_live(freshness.stale)
             .build();
+        let refused = Cache::builder()
+            .max_capacity(MAX_REFUSED_TOKENS)
+            .time_to_live(REFUSAL_MEMORY)
+            .build();
         Caches {
             tokens,
+            refused,
             reports,
             freshness,
         }
@@ -232,8 +251,15 @@ impl Caches {
         }
     }
 
-    pub async fn forget_token(&self, fp: &Fingerprint) {
-        self.tokens.invalidate(fp).await;
+    /// Graph refused the token: it is no longer validated, and it is refused again without a
+    /// call for [`REFUSAL_MEMORY`].
+    pub async fn refuse_token(&self, fp: Fingerprint, refusal: Refusal) {
+        self.tokens.invalidate(&fp).await;
+        self.refused.insert(fp, Arc::new(refusal)).await;
+    }
+
+    pub async fn refusal(&self, fp: &Fingerprint) -> Option<Arc<Refusal>> {
+        self.refused.get(fp).await
     }
 
     pub async fn report(&self, key: &ReportKey) -> Option<Arc<ReportEntry>> {

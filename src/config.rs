@@ -75,6 +75,11 @@ pub struct Config {
     )]
     pub max_concurrent_upstream: NonZeroUsize,
 
+    /// Most report calls waiting for a free upstream slot; beyond it a request is answered 503
+    /// `overloaded` at once (or STALE, where a stale copy may be served).
+    #[arg(long, env = "SKYPE_GATEWAY_MAX_QUEUED_UPSTREAM", default_value_t = 64)]
+    pub max_queued_upstream: usize,
+
     /// After SIGTERM, how long /readyz answers 503 while requests are still served.
     #[arg(long, env = "SKYPE_GATEWAY_SHUTDOWN_DRAIN", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_drain: Duration,

@@ -40,6 +40,8 @@ pub enum ApiError {
     ReportTooLarge(usize),
     #[error("Microsoft Graph or the report download did not answer in time")]
     UpstreamTimeout,
+    #[error("too many report requests are waiting for Microsoft Graph; retry shortly")]
+    Overloaded { retry_after: Duration },
     #[error("no such resource")]
     NotFound,
     #[error("method not allowed")]
@@ -59,6 +61,7 @@ impl ApiError {
             ApiError::InvalidReport(_) => "invalidReport",
             ApiError::ReportTooLarge(_) => "reportTooLarge",
             ApiError::UpstreamTimeout => "upstreamTimeout",
+            ApiError::Overloaded { .. } => "overloaded",
             ApiError::NotFound => "notFound",
             ApiError::MethodNotAllowed => "methodNotAllowed",
         }
@@ -103,8 +106,8 @@ pub struct ErrorBody {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// A stable code: `invalidPeriod`, `missingToken`, `throttled`, `upstreamUnavailable`,
-    /// `untrustedRedirect`, `invalidReport`, `reportTooLarge`, `upstreamTimeout`, `notFound`,
-    /// `methodNotAllowed`, or Graph's own code for a refused token.
+    /// `untrustedRedirect`, `invalidReport`, `reportTooLarge`, `upstreamTimeout`, `overloaded`,
+    /// `notFound`, `methodNotAllowed`, or Graph's own code for a refused token.
     pub code: String,
     pub message: String,
 }
@@ -123,6 +126,7 @@ impl ResponseError for ApiError {
             | ApiError::InvalidReport(_)
             | ApiError::ReportTooLarge(_) => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -146,7 +150,8 @@ impl ResponseError for ApiError {
             }
             ApiError::Throttled {
                 retry_after: Some(wait),
-            } => {
+            }
+            | ApiError::Overloaded { retry_after: wait } => {
                 response.insert_header((RETRY_AFTER, wait.as_secs().max(1).to_string()));
             }
             ApiError::MethodNotAllowed => {

@@ -5,7 +5,6 @@ use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
 use log::info;
-use tokio::sync::Semaphore;
 
 mod demo;
 
@@ -15,7 +14,7 @@ use crate::{
     graph::{GraphClient, UpstreamSettings, tls_config},
     metrics::Metrics,
     routes::{self, health::Readiness},
-    service::{ReportService, Reports},
+    service::{AdmissionSettings, ReportService, Reports, ServiceSettings},
     telemetry,
 };
 
@@ -45,7 +44,17 @@ impl Application {
             stale: config.stale_ttl,
         };
         let caches = Caches::new(config.cache_max_bytes, freshness);
-        let service = Arc::new(ReportService::new(caches, Arc::clone(&metrics)));
+        let service = Arc::new(ReportService::new(
+            caches,
+            Arc::clone(&metrics),
+            ServiceSettings {
+                upstream_timeout: config.upstream_timeout,
+                admission: AdmissionSettings {
+                    capacity: config.max_concurrent_upstream.get(),
+                    max_queued: config.max_queued_upstream,
+                },
+            },
+        ));
         let settings = Arc::new(UpstreamSettings {
             graph_base_url: config.graph_base_url.clone(),
             allowlist: config.download_allowlist.clone(),
@@ -54,7 +63,6 @@ impl Application {
             max_retries: config.max_retries,
             max_retry_wait: config.max_retry_wait,
         });
-        let limiter = Arc::new(Semaphore::new(config.max_concurrent_upstream.get()));
         let tls = tls_config();
         let readiness = Readiness::new();
         let readiness_data = web::Data::new(readiness.clone());
@@ -65,7 +73,6 @@ impl Application {
             // are shared.
             let client = GraphClient::new(
                 Arc::clone(&settings),
-                Arc::clone(&limiter),
                 Arc::clone(&metrics),
                 Arc::clone(&tls),
             );

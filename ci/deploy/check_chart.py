@@ -70,6 +70,7 @@ CONFIG_ENV = {
     "shutdownDrain": "SKYPE_GATEWAY_SHUTDOWN_DRAIN",
     "shutdownTimeout": "SKYPE_GATEWAY_SHUTDOWN_TIMEOUT",
     "maxConcurrentUpstream": "SKYPE_GATEWAY_MAX_CONCURRENT_UPSTREAM",
+    "maxQueuedUpstream": "SKYPE_GATEWAY_MAX_QUEUED_UPSTREAM",
     "logLevel": "RUST_LOG",
 }
 # Set by the demo itself (the simulator's URL), so the chart leaves them out in demo mode.

@@ -11,10 +11,7 @@ use awc::error::{PayloadError, SendRequestError};
 use bytes::Bytes;
 use log::warn;
 use serde::Deserialize;
-use tokio::{
-    sync::Semaphore,
-    time::{Instant, timeout_at},
-};
+use tokio::time::{Instant, timeout_at};
 use url::Url;
 
 use super::{Allowlist, GraphError};
@@ -46,6 +43,9 @@ pub struct ReportCall<'a> {
     /// The ETag Graph last confirmed for this report, if any: sent as `If-None-Match`.
     pub etag: Option<&'a str>,
     pub request_id: &'a str,
+    /// When the caller stops waiting: the report call, its retries and the download must be
+    /// done by then.
+    pub deadline: std::time::Instant,
 }
 
 /// What Graph answered to a successful conditional report call.
@@ -57,13 +57,12 @@ pub enum Fetched {
     Report { etag: Option<String>, csv: Bytes },
 }
 
-/// A Graph client for one worker (awc's client is not `Send`); the semaphore that caps
-/// concurrent Graph calls and the metrics are shared by all workers.
+/// A Graph client for one worker (awc's client is not `Send`); the metrics are shared by all
+/// workers. How many calls run at once is the service's admission point's to decide.
 pub struct GraphClient {
     http: awc::Client,
     settings: Arc<UpstreamSettings>,
     report_url_prefix: String,
-    limiter: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 }
 
@@ -86,7 +85,6 @@ pub fn tls_config() -> Arc<rustls::ClientConfig> {
 impl GraphClient {
     pub fn new(
         settings: Arc<UpstreamSettings>,
-        limiter: Arc<Semaphore>,
         metrics: Arc<Metrics>,
         tls: Arc<rustls::ClientConfig>,
     ) -> GraphClient {
@@ -110,15 +108,14 @@ impl GraphClient {
             http,
             settings,
             report_url_prefix,
-            limiter,
             metrics,
         }
     }
 
-    /// The conditional report call with retries, the redirect and the download, all within the
-    /// upstream timeout. `etag` is the ETag Graph last confirmed for this report, if any.
+    /// The conditional report call with retries, the redirect and the download, all by the
+    /// call's deadline.
     pub async fn fetch(&self, call: ReportCall<'_>) -> Result<Fetched, GraphError> {
-        let deadline = Instant::now() + self.settings.timeout;
+        let deadline = Instant::from_std(call.deadline);
         timeout_at(deadline, self.fetch_with_retries(call, deadline))
             .await
             .unwrap_or(Err(GraphError::Timeout))
@@ -191,11 +188,8 @@ impl GraphClient {
             period,
             etag,
             request_id,
+            ..
         } = call;
-        let _permit = timeout_at(deadline, self.limiter.acquire())
-            .await
-            .map_err(|_| GraphError::Timeout)?
-            .expect("the upstream semaphore is never closed");
         let url = format!("{}(period='{}')", self.report_url_prefix, period.as_str());
         let mut request = self
             .http

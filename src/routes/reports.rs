@@ -55,6 +55,8 @@ use crate::{
         (status = 429, description = "`throttled`: Graph throttles and no stale copy may be served", body = ErrorBody,
             headers(("Retry-After" = inline(headers::RetryAfter), description = "Seconds to wait, passed on from Graph when Graph sent it"))),
         (status = 502, description = "`upstreamUnavailable`, `untrustedRedirect`, `invalidReport` or `reportTooLarge`", body = ErrorBody),
+        (status = 503, description = "`overloaded`: no slot for a Graph call in time; no stale copy may be served", body = ErrorBody,
+            headers(("Retry-After" = inline(headers::RetryAfter), description = "Seconds to wait"))),
         (status = 504, description = "`upstreamTimeout`: Graph or the download did not answer in time", body = ErrorBody),
     )
 )]

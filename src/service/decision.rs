@@ -54,6 +54,8 @@ pub enum TokenState {
     Unknown,
     /// Graph accepted it for this tenant, and it has not expired since.
     Validated,
+    /// Graph refused it a moment ago: it is not sent again so soon.
+    RecentlyRefused,
 }
 
 /// The cached entry of the (tenant, report) key, by its age since Graph last confirmed it.
@@ -100,6 +102,8 @@ pub enum Outcome {
     Transient,
     /// Anything else (another 4xx, an untrusted redirect, an oversized download): no stale copy.
     Failed,
+    /// The call was not made: no slot for it at the admission point in time.
+    Overloaded,
 }
 
 impl Outcome {
@@ -131,12 +135,15 @@ pub enum Verdict {
     ServeStale,
     /// Answer with the error; `forget_token` when Graph refused the token.
     Fail { forget_token: bool },
+    /// Answer with Graph's recent refusal of this token, without asking again.
+    Refuse,
 }
 
 /// The verdict for a request: before Graph was asked (`outcome` is `None`), and after.
 pub fn decide(token: TokenState, entry: EntryState, outcome: Option<Outcome>) -> Verdict {
     let validated = token == TokenState::Validated;
     match outcome {
+        None if token == TokenState::RecentlyRefused => Verdict::Refuse,
         // Only Graph can say whether a new token may read the tenant's report, so only a
         // token it has already accepted is served without a call.
         None if validated && entry == EntryState::Fresh => Verdict::Hit,
@@ -150,8 +157,10 @@ pub fn decide(token: TokenState, entry: EntryState, outcome: Option<Outcome>) ->
         Some(Outcome::Report) => Verdict::Store,
         // A refusal is never answered from cache, however fresh the entry.
         Some(Outcome::Refused) => Verdict::Fail { forget_token: true },
-        Some(Outcome::Transient) if validated && entry.may_stand_in() => Verdict::ServeStale,
-        Some(Outcome::Transient | Outcome::Failed) => Verdict::Fail {
+        Some(Outcome::Transient | Outcome::Overloaded) if validated && entry.may_stand_in() => {
+            Verdict::ServeStale
+        }
+        Some(Outcome::Transient | Outcome::Failed | Outcome::Overloaded) => Verdict::Fail {
             forget_token: false,
         },
     }
@@ -203,6 +212,13 @@ mod tests {
         // are answered as they are: a stale copy would hide a misconfiguration.
         ("other failure, validated, stale: error",      Validated, Stale,   Some(Failed), KEEP),
         ("other failure, new token: error",             Unknown,   Absent,  Some(Failed), KEEP),
+        // A call with no slot at the admission point in time is answered like a failed one.
+        ("no slot, validated, stale entry: STALE",      Validated, Stale,   Some(Overloaded), ServeStale),
+        ("no slot, new token: error",                   Unknown,   Fresh,   Some(Overloaded), KEEP),
+        ("no slot, validated, no entry: error",         Validated, Absent,  Some(Overloaded), KEEP),
+        // A token Graph refused a moment ago is refused again without a call.
+        ("recently refused, fresh entry: refuse",       RecentlyRefused, Fresh,  None, Refuse),
+        ("recently refused, no entry: refuse",          RecentlyRefused, Absent, None, Refuse),
     ];
 
     #[test]
@@ -214,7 +230,7 @@ mod tests {
 
     #[test]
     fn the_table_covers_every_combination_of_facts() {
-        let tokens = [Unknown, Validated];
+        let tokens = [Unknown, Validated, RecentlyRefused];
         let entries = [Absent, Fresh, Stale, Expired];
         let outcomes = [
             None,
@@ -223,6 +239,7 @@ mod tests {
             Some(Refused),
             Some(Transient),
             Some(Failed),
+            Some(Overloaded),
         ];
         for token in tokens {
             for entry in entries {
@@ -233,15 +250,19 @@ mod tests {
                         assert_eq!((token, entry, outcome), (Validated, Fresh, None));
                     }
                     if verdict == ServeStale {
-                        assert_eq!((token, outcome), (Validated, Some(Transient)));
+                        assert_eq!(token, Validated);
+                        assert!(matches!(outcome, Some(Transient | Overloaded)));
                         assert!(matches!(entry, Fresh | Stale));
+                    }
+                    if token == RecentlyRefused && outcome.is_none() {
+                        assert_eq!(verdict, Refuse);
                     }
                     if outcome == Some(Refused) {
                         assert_eq!(verdict, FORGET);
                     }
                     assert_eq!(
                         outcome.is_none(),
-                        matches!(verdict, Hit | Revalidate | Fetch),
+                        matches!(verdict, Hit | Revalidate | Fetch | Refuse),
                         "{token:?} {entry:?} {outcome:?}: asking Graph only before it answered"
                     );
                 }

@@ -6,13 +6,19 @@
 //! [`ReportService`] is shared by every worker. [`Reports`] is one worker's handle on it, paired
 //! with that worker's upstream (awc's client is per worker), and is all the routes see.
 
+mod admission;
 mod decision;
 mod upstream;
 
 use std::{
     collections::HashMap,
+    future::Future,
     rc::Rc,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    task::Poll,
     time::{Duration, Instant},
 };
 
@@ -21,16 +27,17 @@ use futures_util::{
     future::{BoxFuture, Shared},
 };
 use log::warn;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
+pub use admission::{Admission, AdmissionSettings, Priority, Rejected};
 pub use decision::{CacheStatus, EntryState, Outcome, TokenState, Verdict, decide};
 pub use upstream::Upstream;
 
 use crate::{
     auth::{BearerToken, Claims, Fingerprint, Fingerprinter},
-    cache::{Caches, ReportEntry, ReportKey, TokenEntry},
+    cache::{Caches, Refusal, ReportEntry, ReportKey, TokenEntry, unix_now},
     error::ApiError,
-    graph::{Fetched, GraphClient, ReportCall},
+    graph::{Fetched, GraphClient, GraphError, ReportCall},
     metrics::Metrics,
     report::{Period, parse_report},
 };
@@ -48,6 +55,20 @@ pub struct Served {
 
 type FetchResult = Result<Served, ApiError>;
 type SharedFetch = Shared<BoxFuture<'static, FetchResult>>;
+
+/// How long an answer waits for a slot before it is told to come back: a client that is turned
+/// away can retry at once, since slots free as Graph answers.
+const OVERLOADED_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The least time a call to Graph is started with: below that it would likely time out anyway.
+const MIN_CALL_TIME: Duration = Duration::from_secs(5);
+
+/// How the service reaches Graph.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceSettings {
+    /// Deadline of one report request's upstream work, queueing included (`--upstream-timeout`).
+    pub upstream_timeout: Duration,
+    pub admission: AdmissionSettings,
+}
 
 /// One worker's handle on the report service: the shared service and this worker's upstream.
 pub struct Reports<U = GraphClient> {
@@ -88,23 +109,76 @@ struct FetchJob {
     key: ReportKey,
     token: BearerToken,
     expires_at: Option<u64>,
+    /// Where the call waits for a slot if it must.
+    priority: Priority,
     request_id: String,
+    /// When the first caller stops waiting.
+    deadline: Instant,
+}
+
+/// A fetch under way and the callers waiting for it.
+struct Flight {
+    fetch: SharedFetch,
+    callers: Arc<Callers>,
+}
+
+/// Counts the callers of a flight, so that a queued call nobody waits for can be dropped.
+#[derive(Default)]
+struct Callers {
+    count: AtomicUsize,
+    gone: Notify,
+}
+
+impl Callers {
+    fn join(self: &Arc<Self>) -> Caller {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        Caller(Arc::clone(self))
+    }
+
+    /// Resolves once no caller waits any more.
+    async fn all_gone(&self) {
+        loop {
+            let notified = self.gone.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the count is read, so a caller leaving in between is seen.
+            notified.as_mut().enable();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One caller's wait on a flight; leaving (the client hung up) is noticed on drop.
+struct Caller(Arc<Callers>);
+
+impl Drop for Caller {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.gone.notify_waiters();
+        }
+    }
 }
 
 pub struct ReportService {
     caches: Caches,
     fingerprinter: Fingerprinter,
     metrics: Arc<Metrics>,
+    admission: Arc<Admission>,
+    settings: ServiceSettings,
     /// Fetches under way, by (token, period): concurrent requests share one.
-    in_flight: Mutex<HashMap<(Fingerprint, Period), SharedFetch>>,
+    in_flight: Mutex<HashMap<(Fingerprint, Period), Flight>>,
 }
 
 impl ReportService {
-    pub fn new(caches: Caches, metrics: Arc<Metrics>) -> ReportService {
+    pub fn new(caches: Caches, metrics: Arc<Metrics>, settings: ServiceSettings) -> ReportService {
         ReportService {
             caches,
             fingerprinter: Fingerprinter::random(),
             metrics,
+            admission: Admission::new(settings.admission),
+            settings,
             in_flight: Mutex::new(HashMap::new()),
         }
     }
@@ -116,36 +190,51 @@ impl ReportService {
         period: Period,
         request_id: &str,
     ) -> Result<Served, ApiError> {
+        let now = Instant::now();
         let fp = self.fingerprinter.fingerprint(token.token_bytes());
         let known = self.caches.validated_token(&fp).await;
         // A known token's partition was computed when Graph accepted it; only a new token's
         // claims are read (the hit path skips the base64 and JSON work).
-        let (tenant, expires_at) = match &known {
-            Some(t) => (Arc::clone(&t.tenant), t.expires_at),
+        let mut refusal = None;
+        let (tenant, expires_at, priority) = match &known {
+            Some(t) => (Arc::clone(&t.tenant), t.expires_at, Priority::Validated),
             None => {
+                refusal = self.caches.refusal(&fp).await;
                 let claims = Claims::unverified(token.token()).unwrap_or_default();
                 let tenant: Arc<str> = match claims.tenant() {
                     Some(tid) => tid.into(),
                     None => format!("token:{}", fp.to_hex()).into(),
                 };
-                (tenant, claims.expires_at())
+                (tenant, claims.expires_at(), priority_of(&claims))
             }
         };
         let key = ReportKey { tenant, period };
         let cached = self.caches.report(&key).await;
-        let now = Instant::now();
-        let token_state = token_state(known.is_some());
+        let token_state = match (&known, &refusal) {
+            (Some(_), _) => TokenState::Validated,
+            (None, Some(_)) => TokenState::RecentlyRefused,
+            (None, None) => TokenState::Unknown,
+        };
         let entry_state = self.entry_state(cached.as_deref(), now);
 
-        let served = match (decide(token_state, entry_state, None), cached) {
-            (Verdict::Hit, Some(entry)) => self.served(entry, CacheStatus::Hit, now),
+        let served = match decide(token_state, entry_state, None) {
+            Verdict::Hit => {
+                let entry = cached.expect("a hit has an entry");
+                self.served(entry, CacheStatus::Hit, now)
+            }
+            Verdict::Refuse => {
+                let refusal = refusal.expect("a refusal was remembered");
+                return Err(refused(&refusal));
+            }
             _ => {
                 let job = FetchJob {
                     fp,
                     key,
                     token: token.clone(),
                     expires_at,
+                    priority,
                     request_id: request_id.to_owned(),
+                    deadline: now + self.settings.upstream_timeout,
                 };
                 self.coalesced_fetch(upstream, job).await?
             }
@@ -160,14 +249,14 @@ impl ReportService {
         self: &Arc<Self>,
         upstream: &Rc<U>,
         job: FetchJob,
-    ) -> SharedFetch {
+    ) -> impl Future<Output = FetchResult> + use<U> {
         let flight = (job.fp, job.key.period);
         let mut in_flight = self
             .in_flight
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(shared) = in_flight.get(&flight) {
-            return shared.clone();
+        if let Some(joined) = in_flight.get(&flight) {
+            return wait_for(joined);
         }
         let (tx, rx) = oneshot::channel();
         let landing = Landing {
@@ -175,12 +264,20 @@ impl ReportService {
             flight,
         };
         let upstream = Rc::clone(upstream);
+        let callers = Arc::new(Callers::default());
+        let watched = Arc::clone(&callers);
         tokio::task::spawn_local(async move {
-            let result = landing.service.settle(&*upstream, job).await;
+            let mut answer = Some(tx);
+            let result = landing
+                .service
+                .settle(&*upstream, job, &watched, &mut answer)
+                .await;
             // Leave the map before answering; the guard also does it if the fetch panics, so
             // a dead flight never blocks the key.
             drop(landing);
-            let _ = tx.send(result);
+            if let Some(tx) = answer {
+                let _ = tx.send(result);
+            }
         });
         let shared = rx
             .map(|received| {
@@ -192,39 +289,93 @@ impl ReportService {
             })
             .boxed()
             .shared();
-        in_flight.insert(flight, shared.clone());
-        shared
+        let started = Flight {
+            fetch: shared,
+            callers,
+        };
+        let waiting = wait_for(&started);
+        in_flight.insert(flight, started);
+        waiting
     }
 
     /// One flight: the facts read again (a flight that landed between the request's look at the
     /// cache and its look at the in-flight map has already done the work), at most one call to
-    /// Graph, and the verdict on its answer carried out.
-    async fn settle(&self, upstream: &impl Upstream, job: FetchJob) -> FetchResult {
+    /// Graph, and the verdict on its answer carried out. When the callers may be answered before
+    /// the call is made (a stale copy, while the call waits for a slot), `answer` is used then
+    /// and the flight goes on to refresh the entry.
+    async fn settle(
+        &self,
+        upstream: &impl Upstream,
+        job: FetchJob,
+        callers: &Callers,
+        answer: &mut Option<oneshot::Sender<FetchResult>>,
+    ) -> FetchResult {
         let token = token_state(self.caches.validated_token(&job.fp).await.is_some());
         let cached = self.caches.report(&job.key).await;
-        let sent_at = Instant::now();
-        let entry = self.entry_state(cached.as_deref(), sent_at);
+        let entry = self.entry_state(cached.as_deref(), Instant::now());
 
         let etag = match decide(token, entry, None) {
             Verdict::Hit => {
                 let cached = cached.expect("a hit has an entry");
-                return Ok(self.served(cached, CacheStatus::Hit, sent_at));
+                return Ok(self.served(cached, CacheStatus::Hit, Instant::now()));
             }
             Verdict::Revalidate => cached.as_ref().and_then(|e| e.graph_etag.as_deref()),
             _ => None,
         };
-        let fetched = upstream
-            .fetch(ReportCall {
-                token: &job.token,
-                period: job.key.period,
-                etag,
-                request_id: &job.request_id,
-            })
-            .await;
+        let start_by = job.deadline.checked_sub(self.min_call_time());
+        let admitted = match start_by {
+            None => Err(Rejected::TimedOut),
+            Some(start_by) => {
+                let mut admit = std::pin::pin!(self.admission.admit(job.priority, start_by));
+                if let Poll::Ready(admitted) = futures_util::poll!(admit.as_mut()) {
+                    admitted
+                } else if job.priority == Priority::Validated {
+                    // No slot now: a caller who may see a stale copy gets it at once, and the
+                    // fetch still lands for the callers to come.
+                    if decide(token, entry, Some(Outcome::Overloaded)) == Verdict::ServeStale
+                        && let (Some(cached), Some(tx)) = (&cached, answer.take())
+                    {
+                        let stale =
+                            self.served(Arc::clone(cached), CacheStatus::Stale, Instant::now());
+                        let _ = tx.send(Ok(stale));
+                    }
+                    admit.await
+                } else {
+                    tokio::select! {
+                        admitted = admit => admitted,
+                        () = callers.all_gone() => {
+                            return Err(ApiError::UpstreamUnavailable(
+                                "every caller of this fetch went away".into(),
+                            ));
+                        }
+                    }
+                }
+            }
+        };
+        let sent_at = Instant::now();
+        let fetched = match admitted {
+            Ok(_permit) => Ok(upstream
+                .fetch(ReportCall {
+                    token: &job.token,
+                    period: job.key.period,
+                    etag,
+                    request_id: &job.request_id,
+                    deadline: job.deadline,
+                })
+                .await),
+            Err(rejected) => {
+                warn!(
+                    "no upstream slot for a {} report: {rejected:?}",
+                    job.key.period
+                );
+                Err(rejected)
+            }
+        };
         let outcome = match &fetched {
-            Ok(Fetched::NotModified) => Outcome::NotModified,
-            Ok(Fetched::Report { .. }) => Outcome::Report,
-            Err(err) => Outcome::of_error(err),
+            Ok(Ok(Fetched::NotModified)) => Outcome::NotModified,
+            Ok(Ok(Fetched::Report { .. })) => Outcome::Report,
+            Ok(Err(err)) => Outcome::of_error(err),
+            Err(_) => Outcome::Overloaded,
         };
 
         match decide(token, entry, Some(outcome)) {
@@ -235,7 +386,7 @@ impl ReportService {
                 Ok(self.served(current, CacheStatus::Revalidated, Instant::now()))
             }
             Verdict::Store => {
-                let Ok(Fetched::Report { etag, csv }) = fetched else {
+                let Ok(Ok(Fetched::Report { etag, csv })) = fetched else {
                     unreachable!("a report is stored only when Graph sent one")
                 };
                 self.remember(&job).await;
@@ -249,26 +400,51 @@ impl ReportService {
             }
             Verdict::ServeStale => {
                 let cached = cached.expect("a stale answer has an entry");
-                if let Err(err) = &fetched {
+                if let Ok(Err(err)) = &fetched {
                     warn!("serving a stale {} report: {err}", job.key.period);
                 }
                 Ok(self.served(cached, CacheStatus::Stale, Instant::now()))
             }
-            Verdict::Fail { forget_token } => {
-                if forget_token {
-                    self.caches.forget_token(&job.fp).await;
+            Verdict::Fail { forget_token } => Err(match fetched {
+                Ok(Err(err)) => {
+                    if forget_token {
+                        self.refuse(job.fp, &err).await;
+                    }
+                    err.into()
                 }
-                Err(match fetched {
-                    Err(err) => err.into(),
-                    Ok(_) => ApiError::UpstreamUnavailable(
-                        "Microsoft Graph answered 304 to an unconditional request".into(),
-                    ),
-                })
-            }
-            verdict @ (Verdict::Hit | Verdict::Revalidate | Verdict::Fetch) => {
+                Ok(Ok(_)) => ApiError::UpstreamUnavailable(
+                    "Microsoft Graph answered 304 to an unconditional request".into(),
+                ),
+                Err(_) => ApiError::Overloaded {
+                    retry_after: OVERLOADED_RETRY_AFTER,
+                },
+            }),
+            verdict @ (Verdict::Hit | Verdict::Revalidate | Verdict::Fetch | Verdict::Refuse) => {
                 unreachable!("{verdict:?} after Graph answered")
             }
         }
+    }
+
+    /// Graph refused the token: forget its validation and refuse it again for a while.
+    async fn refuse(&self, fp: Fingerprint, err: &GraphError) {
+        if let GraphError::Refused {
+            status,
+            code,
+            message,
+            ..
+        } = err
+        {
+            let refusal = Refusal {
+                status: *status,
+                code: code.clone(),
+                message: message.clone(),
+            };
+            self.caches.refuse_token(fp, refusal).await;
+        }
+    }
+
+    fn min_call_time(&self) -> Duration {
+        MIN_CALL_TIME.min(self.settings.upstream_timeout / 4)
     }
 
     fn entry_state(&self, entry: Option<&ReportEntry>, now: Instant) -> EntryState {
@@ -297,6 +473,37 @@ impl ReportService {
             age,
             max_age,
         }
+    }
+}
+
+/// Joins a flight as one more caller.
+fn wait_for(flight: &Flight) -> impl Future<Output = FetchResult> + use<> {
+    let caller = flight.callers.join();
+    let fetch = flight.fetch.clone();
+    async move {
+        let result = fetch.await;
+        drop(caller);
+        result
+    }
+}
+
+fn refused(refusal: &Refusal) -> ApiError {
+    ApiError::GraphRefused {
+        status: refusal.status,
+        code: refusal.code.clone(),
+        message: refusal.message.clone(),
+    }
+}
+
+/// Where a token Graph has not validated waits for a slot: a JWT with a tenant and an `exp` to
+/// come is shaped like a Graph token; anything else Graph will almost surely refuse.
+fn priority_of(claims: &Claims) -> Priority {
+    let plausible =
+        claims.tenant().is_some() && claims.expires_at().is_some_and(|exp| exp > unix_now());
+    if plausible {
+        Priority::Plausible
+    } else {
+        Priority::Unlikely
     }
 }
 

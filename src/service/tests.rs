@@ -109,6 +109,15 @@ struct Harness {
 impl Harness {
     /// `fresh` of zero makes every entry due for revalidation at once.
     fn new(fresh: Duration) -> Harness {
+        Harness::with(fresh, 4)
+    }
+
+    /// Entries due at once, and `capacity` calls to Graph at a time.
+    fn with_capacity(capacity: usize) -> Harness {
+        Harness::with(Duration::ZERO, capacity)
+    }
+
+    fn with(fresh: Duration, capacity: usize) -> Harness {
         let caches = Caches::new(
             1 << 20,
             Freshness {
@@ -116,7 +125,18 @@ impl Harness {
                 stale: Duration::from_secs(3600),
             },
         );
-        let service = Arc::new(ReportService::new(caches, Arc::new(Metrics::new())));
+        let settings = ServiceSettings {
+            upstream_timeout: Duration::from_secs(30),
+            admission: AdmissionSettings {
+                capacity,
+                max_queued: 8,
+            },
+        };
+        let service = Arc::new(ReportService::new(
+            caches,
+            Arc::new(Metrics::new()),
+            settings,
+        ));
         Harness {
             reports: Rc::new(Reports::new(service, Scripted::default())),
         }
@@ -309,13 +329,104 @@ fn a_refused_token_is_forgotten_and_never_served_from_cache() {
         h.upstream().answer(Err(throttled()));
 
         let refused = h.get(&token).await.unwrap_err();
-        let after = h.get(&token).await.unwrap_err();
+        let again = h.get(&token).await.unwrap_err();
 
         assert!(matches!(
             refused,
             ApiError::GraphRefused { status: 401, .. }
         ));
-        // Still validated, it would have been served STALE: it was forgotten.
-        assert!(matches!(after, ApiError::Throttled { .. }), "{after:?}");
+        // Still validated, it would have been sent to Graph and served STALE; instead Graph's
+        // refusal is repeated without a call.
+        assert!(
+            matches!(&again, ApiError::GraphRefused { status: 401, code, .. } if code == "InvalidAuthenticationToken"),
+            "{again:?}"
+        );
+        assert_eq!(h.upstream().calls().len(), 2);
+        // Another token of the tenant is not affected.
+        let colleague = token_of("contoso");
+        let throttled = h.get(&colleague).await.unwrap_err();
+        assert!(
+            matches!(throttled, ApiError::Throttled { .. }),
+            "{throttled:?}"
+        );
+        assert_eq!(h.upstream().calls().len(), 3);
+    });
+}
+
+#[test]
+fn a_queued_call_of_a_new_token_is_dropped_when_its_callers_leave() {
+    run(async {
+        let h = Harness::with_capacity(1);
+        // The one slot is held by a slow call.
+        let release = h.upstream().answer_later(body(1));
+        let slow = h.start(&token_of("contoso"));
+        settle().await;
+
+        let abandoned = h.start(&token_of("fabrikam"));
+        settle().await;
+        abandoned.abort();
+        settle().await;
+        release.send(()).unwrap();
+        slow.await.unwrap().unwrap();
+        settle().await;
+
+        assert_eq!(
+            h.upstream().calls().len(),
+            1,
+            "the abandoned call was never made"
+        );
+    });
+}
+
+#[test]
+fn a_full_queue_answers_overloaded_and_a_known_user_stale_at_once() {
+    run(async {
+        let h = Harness::with_capacity(1);
+        let known = token_of("contoso");
+        h.upstream().answer(body(1));
+        h.get(&known).await.unwrap();
+        // The slot is busy, and the queue (8 places) fills with new tokens of other tenants.
+        let release = h.upstream().answer_later(body(2));
+        let busy = h.start(&token_of("busy"));
+        settle().await;
+        let queued: Vec<_> = (0..8)
+            .map(|n| h.start(&token_of(&format!("t{n}"))))
+            .collect();
+        settle().await;
+
+        let turned_away = h.get(&token_of("late")).await.unwrap_err();
+        let stale = h.get(&known).await.unwrap();
+
+        assert!(
+            matches!(turned_away, ApiError::Overloaded { .. }),
+            "{turned_away:?}"
+        );
+        assert_eq!(stale.status, CacheStatus::Stale);
+        assert_eq!(peer_to_peer(&stale), 1);
+        // The known user's revalidation took the place of the newest new token, and goes first.
+        for n in 3..11 {
+            h.upstream().answer(body(n));
+        }
+        release.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        let mut answers = Vec::new();
+        for request in queued {
+            answers.push(request.await.unwrap().map(|s| s.status));
+        }
+        assert_eq!(answers.iter().filter(|a| a.is_ok()).count(), 7);
+        assert!(matches!(answers[7], Err(ApiError::Overloaded { .. })));
+        assert_eq!(h.upstream().calls().len(), 10);
+        assert_eq!(
+            h.upstream().calls()[2].token,
+            known,
+            "the revalidation went first"
+        );
+        let key = ReportKey {
+            tenant: "contoso".into(),
+            period: Period::D7,
+        };
+        let entry = h.reports.service.caches.report(&key).await.unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&entry.body).unwrap();
+        assert_eq!(json["value"][0]["peerToPeer"], 3, "and refreshed the entry");
     });
 }

@@ -1,5 +1,6 @@
 //! Black-box tests: the real server on port 0 against the Graph simulator on loopback.
 
+mod admission;
 mod cache;
 mod contract;
 mod errors;
