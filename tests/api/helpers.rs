@@ -50,6 +50,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 pub async fn spawn_app_against(sim: Simulator, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    init_logging();
     let mut config = test_config(&sim);
     adjust(&mut config);
     config.validate().expect("test config is valid");
@@ -64,6 +65,23 @@ pub async fn spawn_app_against(sim: Simulator, adjust: impl FnOnce(&mut Config))
             .disable_redirects()
             .finish(),
     }
+}
+
+/// The gateway's logger, once per test binary: into the test output with `TEST_LOG` set,
+/// discarded otherwise (the log macros still run, formatting included).
+fn init_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let visible = std::env::var_os("TEST_LOG").is_some();
+        skype_gateway::logging::init_with(|builder| {
+            if visible {
+                builder.is_test(true);
+            } else {
+                builder.target(env_logger::Target::Pipe(Box::new(std::io::sink())));
+            }
+        })
+        .expect("no other logger is installed");
+    });
 }
 
 pub fn test_config(sim: &Simulator) -> Config {
