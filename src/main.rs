@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
     let app = match Application::build(config).await {
         Ok(app) => app,
         Err(err) => {
-            eprintln!("error: cannot start: {err}");
+            eprintln!("error: {err}");
             return ExitCode::FAILURE;
         }
     };

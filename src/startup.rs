@@ -36,7 +36,7 @@ impl Application {
         } else {
             None
         };
-        let listener = TcpListener::bind(config.listen)?;
+        let listener = bind(config.listen)?;
         let port = listener.local_addr()?.port();
 
         let metrics = Arc::new(Metrics::new());
@@ -134,6 +134,23 @@ impl Application {
         info!("stopped");
         result
     }
+}
+
+/// Binds `listen`; a failure names the setting and the address, since the OS' own message
+/// ("Address already in use") says neither.
+fn bind(listen: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(listen).map_err(|e| {
+        let reason = match e.kind() {
+            std::io::ErrorKind::AddrInUse => "address already in use".to_owned(),
+            std::io::ErrorKind::AddrNotAvailable => "no such address on this machine".to_owned(),
+            std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+            _ => e.to_string(),
+        };
+        std::io::Error::new(
+            e.kind(),
+            format!("--listen (SKYPE_GATEWAY_LISTEN) {listen}: {reason}"),
+        )
+    })
 }
 
 fn default_workers() -> usize {

@@ -158,32 +158,58 @@ pub fn closed_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// The built gateway binary, its log in plain text at `rust_log`, with none of this
+/// environment's `SKYPE_GATEWAY_*` settings.
+pub fn gateway_command(rust_log: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_skype-gateway"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SKYPE_GATEWAY_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("RUST_LOG", rust_log)
+        .env("RUST_LOG_STYLE", "never");
+    command
+}
+
 /// The gateway binary as a child process, its log captured.
 pub struct GatewayProcess {
     child: std::process::Child,
+    /// `http://127.0.0.1:PORT` once [`GatewayProcess::wait_until_listening`] has seen the port.
     pub address: String,
     log: std::sync::Arc<std::sync::Mutex<String>>,
     reader: Option<std::thread::JoinHandle<()>>,
+    port: std::sync::mpsc::Receiver<u16>,
 }
 
 impl GatewayProcess {
     /// Starts the built binary against `sim` with `args` added, and waits until it listens.
     pub fn start(sim: &Simulator, args: &[&str], rust_log: &str) -> GatewayProcess {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_skype-gateway"))
+        let mut command = gateway_command(rust_log);
+        command
             .args(["--listen", "127.0.0.1:0", "--workers", "1"])
             .args(["--graph-base-url", &sim.graph_base_url()])
             .args(["--download-allowlist", &sim.origin()])
-            .args(args)
-            .env("RUST_LOG", rust_log)
-            .env("RUST_LOG_STYLE", "never")
+            .args(args);
+        let mut gateway = GatewayProcess::spawn(command);
+        gateway
+            .wait_until_listening()
+            .expect("the gateway logs its port");
+        gateway
+    }
+
+    /// Starts `command` (see [`gateway_command`]) and captures its stderr.
+    pub fn spawn(mut command: std::process::Command) -> GatewayProcess {
+        use std::io::BufRead;
+        let mut child = command
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("the gateway binary starts");
         let stderr = child.stderr.take().unwrap();
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let (port_tx, port) = std::sync::mpsc::channel();
         let sink = std::sync::Arc::clone(&log);
         let reader = std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
@@ -200,15 +226,20 @@ impl GatewayProcess {
                 log.push('\n');
             }
         });
-        let port = port_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the gateway logs its port");
         GatewayProcess {
             child,
-            address: format!("http://127.0.0.1:{port}"),
+            address: String::new(),
             log,
             reader: Some(reader),
+            port,
         }
+    }
+
+    /// The port the gateway logs once it listens; `None` when it exits first (or takes 30 s).
+    pub fn wait_until_listening(&mut self) -> Option<u16> {
+        let port = self.port.recv_timeout(Duration::from_secs(30)).ok()?;
+        self.address = format!("http://127.0.0.1:{port}");
+        Some(port)
     }
 
     pub fn pid(&self) -> u32 {

@@ -7,3 +7,4 @@ mod helpers;
 mod operations;
 mod reports;
 mod security;
+mod startup;
