@@ -1,11 +1,10 @@
 use std::process::ExitCode;
 
-use clap::Parser;
 use skype_gateway::{config::Config, startup::Application};
 
 #[actix_web::main]
 async fn main() -> ExitCode {
-    let config = Config::parse();
+    let config = Config::load();
     skype_gateway::logging::init();
     if let Err(message) = config.validate() {
         eprintln!("error: {message}");
