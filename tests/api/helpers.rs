@@ -1,8 +1,8 @@
 use std::time::Duration;
 
 use awc::http::StatusCode;
-use graph_simulator::{Simulator, test_token};
-use serde_json::Value;
+use graph_simulator::{Period, Simulator, test_token};
+use serde_json::{Value, json};
 use skype_gateway::{config::Config, startup::Application};
 
 pub struct TestApp {
@@ -99,6 +99,41 @@ pub fn test_config(sim: &Simulator) -> Config {
 pub fn token_of(tenant: &str) -> String {
     let exp = skype_gateway::cache::unix_now() + 3600;
     test_token(tenant, Some(exp))
+}
+
+/// The body the gateway should answer for `token` and `period`, built here from the CSV the
+/// simulator serves, without the gateway's parser: columns by header name, the BOM and blank
+/// lines dropped, rows in the file's order, an empty count `null`.
+pub fn expected_report(sim: &Simulator, token: &str, period: Period) -> Value {
+    let csv = String::from_utf8(sim.report_csv(token, period)).unwrap();
+    let mut lines = csv
+        .trim_start_matches('\u{feff}')
+        .split("\r\n")
+        .filter(|line| !line.is_empty());
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let rows: Vec<Value> = lines
+        .map(|line| {
+            let cells: std::collections::HashMap<&str, &str> =
+                header.iter().copied().zip(line.split(',')).collect();
+            let count = |column: &str| match cells[column] {
+                "" => Value::Null,
+                n => json!(n.parse::<u64>().unwrap()),
+            };
+            json!({
+                "reportRefreshDate": cells["Report Refresh Date"],
+                "reportDate": cells["Report Date"],
+                "reportPeriod": cells["Report Period"],
+                "peerToPeer": count("Peer-to-peer"),
+                "organized": count("Organized"),
+                "participated": count("Participated"),
+            })
+        })
+        .collect();
+    json!({
+        "period": period.as_str(),
+        "reportRefreshDate": rows[0]["reportRefreshDate"],
+        "value": rows,
+    })
 }
 
 impl TestApp {
