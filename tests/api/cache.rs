@@ -5,7 +5,8 @@ use graph_simulator::{CallKind, Fault, Period, Simulator, SimulatorConfig, test_
 use skype_gateway::cache::unix_now;
 
 use crate::helpers::{
-    expected_report, metric_value, spawn_app, spawn_app_against, spawn_app_with, token_of,
+    expected_report, metric_value, spawn_app, spawn_app_against, spawn_app_with, token_expiring_in,
+    token_of,
 };
 
 const SHORT_FRESH: Duration = Duration::from_millis(300);
@@ -311,11 +312,10 @@ async fn past_stale_ttl_the_error_is_returned() {
     assert_eq!(answer.error_code(), "upstreamUnavailable");
 }
 
-/// A JWT of `tenant` that expires in 2 to 3 seconds (`exp` has second resolution; one second
-/// could leave a slow first request no time at all).
+/// A JWT of `tenant` that expires in 2 to 3 seconds (one second could leave a slow first
+/// request no time at all).
 fn short_lived_token(tenant: &str) -> (String, u64) {
-    let exp = unix_now() + 2;
-    (test_token(tenant, Some(exp)), exp)
+    token_expiring_in(tenant, 2)
 }
 
 /// Sleeps until `exp` has passed for both the gateway and the simulator (`exp <= now`).

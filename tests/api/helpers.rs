@@ -97,8 +97,14 @@ pub fn test_config(sim: &Simulator) -> Config {
 
 /// A JWT-shaped token of `tenant`, valid for an hour.
 pub fn token_of(tenant: &str) -> String {
-    let exp = skype_gateway::cache::unix_now() + 3600;
-    test_token(tenant, Some(exp))
+    token_expiring_in(tenant, 3600).0
+}
+
+/// A JWT-shaped token of `tenant` whose `exp` is `seconds` from now (so, with `exp`'s
+/// whole-second resolution, it lives `seconds` to `seconds + 1`), and that `exp`.
+pub fn token_expiring_in(tenant: &str, seconds: u64) -> (String, u64) {
+    let exp = skype_gateway::cache::unix_now() + seconds;
+    (test_token(tenant, Some(exp)), exp)
 }
 
 /// The body the gateway should answer for `token` and `period`, built here from the CSV the
