@@ -11,7 +11,7 @@ use std::{
     pin::pin,
     sync::Arc,
     task::{Context, Poll, Waker},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use base64::Engine as _;
@@ -37,10 +37,7 @@ fn now<F: Future>(future: F) -> F::Output {
 /// A JWT-shaped token about as long as a real Graph access token (~1.5 KB).
 fn graph_like_token(tenant: &str) -> String {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        + 3600;
+    let exp = skype_gateway::cache::unix_now() + 3600;
     let padding = "x".repeat(900);
     format!(
         "{}.{}.{}",

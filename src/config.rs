@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, num::NonZeroUsize, time::Duration};
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser, parser::ValueSource};
 use url::Url;
 
 use crate::graph::Allowlist;
@@ -15,7 +15,7 @@ use crate::graph::Allowlist;
     about = "Microsoft Graph's Skype for Business activity-count report as cached JSON"
 )]
 pub struct Config {
-    /// Address to listen on.
+    /// Address to listen on [default with --demo: 127.0.0.1:8080].
     #[arg(long, env = "SKYPE_GATEWAY_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
 
@@ -94,7 +94,33 @@ pub struct Config {
     pub demo: bool,
 }
 
+/// Where `--demo` listens unless told otherwise: it accepts any token, so not beyond this machine.
+pub const DEMO_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8080);
+
 impl Config {
+    /// The configuration of this process' command line and environment; prints clap's message
+    /// and exits on a value that does not parse.
+    pub fn load() -> Config {
+        Config::load_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Like [`Config::load`], from `args` (the program name first) and the environment.
+    pub fn load_from<I, T>(args: I) -> Result<Config, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Config::command().try_get_matches_from(args)?;
+        let mut config =
+            Config::from_arg_matches(&matches).map_err(|e| e.format(&mut Config::command()))?;
+        // Only clap knows whether `listen` is its default or was given (flag or variable).
+        if config.demo && matches.value_source("listen") == Some(ValueSource::DefaultValue) {
+            config.listen = DEMO_LISTEN;
+        }
+        Ok(config)
+    }
+
     /// Checks that hold between settings; the message names the flags involved.
     pub fn validate(&self) -> Result<(), String> {
         let positive = [
@@ -149,7 +175,7 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Config, String> {
         let argv = std::iter::once("skype-gateway").chain(args.iter().copied());
-        Config::try_parse_from(argv).map_err(|e| e.to_string())
+        Config::load_from(argv).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -199,6 +225,17 @@ mod tests {
     #[test]
     fn demo_is_a_flag() {
         assert!(parse(&["--demo"]).unwrap().demo);
+    }
+
+    #[test]
+    fn demo_listens_on_loopback_unless_listen_is_given() {
+        assert_eq!(parse(&["--demo"]).unwrap().listen, DEMO_LISTEN);
+        assert_eq!(DEMO_LISTEN.to_string(), "127.0.0.1:8080");
+        for listen in ["0.0.0.0:8080", "0.0.0.0:9000"] {
+            let config = parse(&["--demo", "--listen", listen]).unwrap();
+            assert_eq!(config.listen.to_string(), listen);
+        }
+        assert_eq!(parse(&[]).unwrap().listen.to_string(), "0.0.0.0:8080");
     }
 
     #[test]

@@ -3,6 +3,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod graph;
+pub mod logging;
 pub mod metrics;
 pub mod report;
 pub mod routes;

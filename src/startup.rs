@@ -35,7 +35,7 @@ impl Application {
         } else {
             None
         };
-        let listener = TcpListener::bind(config.listen)?;
+        let listener = bind(config.listen)?;
         let port = listener.local_addr()?.port();
 
         let metrics = Arc::new(Metrics::new());
@@ -109,11 +109,20 @@ impl Application {
     }
 
     /// Serves until SIGTERM or SIGINT: then `/readyz` answers 503 for the drain period while
-    /// requests are still served, then in-flight requests finish and the server stops.
+    /// requests are still served, then in-flight requests finish and the server stops. In
+    /// `--demo`, SIGINT (Ctrl-C) skips the drain: it is for a load balancer, which a demo in a
+    /// terminal does not have.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         // Registered before the port is announced, so no signal can find the default action.
         let signals = ShutdownSignals::register()?;
-        self.run_until(signals.received()).await
+        let demo = self.demo.is_some();
+        self.run_with(async move {
+            match signals.received().await {
+                Signal::Interrupt if demo => Drain::Skip,
+                Signal::Interrupt | Signal::Terminate => Drain::Full,
+            }
+        })
+        .await
     }
 
     /// Like [`Self::run_until_stopped`], with `shutdown` in place of the process' signals (tests
@@ -122,15 +131,30 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + 'static,
     ) -> std::io::Result<()> {
+        self.run_with(async move {
+            shutdown.await;
+            Drain::Full
+        })
+        .await
+    }
+
+    async fn run_with(
+        self,
+        shutdown: impl std::future::Future<Output = Drain> + 'static,
+    ) -> std::io::Result<()> {
         info!("listening on {} (port {})", self.listen, self.port);
         let handle = self.server.handle();
         let readiness = self.readiness.clone();
         let drain = self.shutdown_drain;
         actix_web::rt::spawn(async move {
-            shutdown.await;
-            info!("shutdown requested: readiness off, draining for {drain:?}");
-            readiness.shutting_down();
-            tokio::time::sleep(drain).await;
+            if let Drain::Full = shutdown.await {
+                info!("shutdown requested: readiness off, draining for {drain:?}");
+                readiness.shutting_down();
+                tokio::time::sleep(drain).await;
+            } else {
+                info!("shutdown requested");
+                readiness.shutting_down();
+            }
             info!("stopping: waiting for in-flight requests");
             handle.stop(true).await;
         });
@@ -143,8 +167,36 @@ impl Application {
     }
 }
 
+/// Binds `listen`; a failure names the setting and the address, since the OS' own message
+/// ("Address already in use") says neither.
+fn bind(listen: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(listen).map_err(|e| {
+        let reason = match e.kind() {
+            std::io::ErrorKind::AddrInUse => "address already in use".to_owned(),
+            std::io::ErrorKind::AddrNotAvailable => "no such address on this machine".to_owned(),
+            std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+            _ => e.to_string(),
+        };
+        std::io::Error::new(
+            e.kind(),
+            format!("--listen (SKYPE_GATEWAY_LISTEN) {listen}: {reason}"),
+        )
+    })
+}
+
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Whether a shutdown first keeps serving with readiness off, for `--shutdown-drain`.
+enum Drain {
+    Full,
+    Skip,
+}
+
+enum Signal {
+    Terminate,
+    Interrupt,
 }
 
 /// SIGTERM (Kubernetes) and SIGINT (a terminal), registered at once.
@@ -162,10 +214,10 @@ impl ShutdownSignals {
         })
     }
 
-    async fn received(mut self) {
+    async fn received(mut self) -> Signal {
         tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
+            _ = self.term.recv() => Signal::Terminate,
+            _ = self.int.recv() => Signal::Interrupt,
         }
     }
 }

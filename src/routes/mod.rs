@@ -1,5 +1,6 @@
 //! The HTTP routes; each file is one group. Handlers translate between HTTP and the service.
 
+pub mod headers;
 pub mod health;
 pub mod metrics;
 pub mod openapi;

@@ -4,7 +4,7 @@ use actix_web::{
     web,
 };
 
-use super::openapi::headers;
+use super::headers;
 use crate::{
     auth::BearerToken,
     error::{ApiError, ErrorBody},

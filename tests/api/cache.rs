@@ -1,10 +1,13 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use graph_simulator::{CallKind, Fault, Simulator, SimulatorConfig, test_token};
+use graph_simulator::{CallKind, Fault, Period, Simulator, SimulatorConfig, test_token};
 use skype_gateway::cache::unix_now;
 
-use crate::helpers::{metric_value, spawn_app, spawn_app_against, spawn_app_with, token_of};
+use crate::helpers::{
+    expected_report, metric_value, spawn_app, spawn_app_against, spawn_app_with, token_expiring_in,
+    token_of,
+};
 
 const SHORT_FRESH: Duration = Duration::from_millis(300);
 
@@ -30,7 +33,9 @@ async fn a_second_call_within_fresh_ttl_is_a_hit_without_graph() {
         cache_control.starts_with("private, max-age="),
         "{cache_control}"
     );
-    assert!(second.header("age").is_some() && second.header("etag").is_some());
+    assert_eq!(second.header("etag"), first.header("etag"));
+    let age: u64 = second.header("age").unwrap().parse().unwrap();
+    assert!(age <= 1, "{age}");
 }
 
 #[actix_web::test]
@@ -51,7 +56,11 @@ async fn after_fresh_ttl_graph_is_asked_with_if_none_match_and_304_revalidates()
         .collect();
     assert_eq!(reports.len(), 2);
     assert!(reports[0].header("if-none-match").is_none());
-    assert!(reports[1].header("if-none-match").is_some());
+    let graphs_etag = app.sim.etag(&token, Period::D7);
+    assert_eq!(
+        reports[1].header("if-none-match"),
+        Some(graphs_etag.as_str())
+    );
     assert_eq!(reports[1].status, 304);
     assert_eq!(app.sim.download_calls(), 1);
 }
@@ -68,6 +77,7 @@ async fn new_data_at_graph_is_a_miss_with_the_new_body() {
 
     assert_eq!(second.cache_status(), "MISS");
     assert_ne!(second.body, first.body);
+    assert_eq!(second.json(), expected_report(&app.sim, &token, Period::D7));
     assert_ne!(second.header("etag"), first.header("etag"));
     assert_eq!(app.sim.download_calls(), 2);
 }
@@ -177,12 +187,20 @@ async fn another_token_of_a_cached_tenant_revalidates_without_a_download() {
 #[actix_web::test]
 async fn tenants_are_isolated_and_a_forged_tid_gets_nothing() {
     let app = spawn_app().await;
-    let tenant_a = app.report("D7", &token_of("tenant-a")).await;
-    assert_eq!(tenant_a.status, 200);
+    let token_a = token_of("tenant-a");
+    let tenant_a = app.report("D7", &token_a).await;
+    assert_eq!(
+        tenant_a.json(),
+        expected_report(&app.sim, &token_a, Period::D7)
+    );
 
     let token_b = token_of("tenant-b");
     let tenant_b = app.report("D7", &token_b).await;
     assert_eq!(tenant_b.cache_status(), "MISS");
+    assert_eq!(
+        tenant_b.json(),
+        expected_report(&app.sim, &token_b, Period::D7)
+    );
     assert_ne!(tenant_b.body, tenant_a.body);
     let last = app
         .sim
@@ -199,9 +217,15 @@ async fn tenants_are_isolated_and_a_forged_tid_gets_nothing() {
     // A token claiming tenant A's tid that Graph rejects: A's entry is fresh, yet no data.
     let forged = test_token("tenant-a", None) + "forged";
     app.sim.reject_token(&forged);
+    let calls = app.sim.report_calls();
     let answer = app.report("D7", &forged).await;
     assert_eq!(answer.status, 401);
-    assert_ne!(answer.body, tenant_a.body);
+    assert_eq!(answer.error_code(), "InvalidAuthenticationToken");
+    assert_eq!(
+        app.sim.report_calls(),
+        calls + 1,
+        "the forged token went to Graph"
+    );
 
     // Nor while Graph is down, even before it checks tokens: a token Graph never accepted
     // gets no stale copy.
@@ -322,11 +346,10 @@ async fn past_stale_ttl_the_error_is_returned() {
     assert_eq!(answer.error_code(), "upstreamUnavailable");
 }
 
-/// A JWT of `tenant` that expires in 2 to 3 seconds (`exp` has second resolution; one second
-/// could leave a slow first request no time at all).
+/// A JWT of `tenant` that expires in 2 to 3 seconds (one second could leave a slow first
+/// request no time at all).
 fn short_lived_token(tenant: &str) -> (String, u64) {
-    let exp = unix_now() + 2;
-    (test_token(tenant, Some(exp)), exp)
+    token_expiring_in(tenant, 2)
 }
 
 /// Sleeps until `exp` has passed for both the gateway and the simulator (`exp <= now`).
@@ -362,7 +385,7 @@ async fn an_expired_jwt_gets_no_stale_copy_while_graph_is_down() {
     let answer = app.report("D7", &token).await;
 
     assert_eq!(answer.status, 502);
-    assert_ne!(answer.cache_status(), "STALE");
+    assert_eq!(answer.error_code(), "upstreamUnavailable");
 }
 
 #[actix_web::test]
@@ -404,6 +427,7 @@ async fn a_matching_if_none_match_gets_304_but_only_with_a_token() {
         .get("/skype/activity-counts/D7", &[("If-None-Match", &etag)])
         .await;
     assert_eq!(anonymous.status, 401);
+    assert_eq!(anonymous.error_code(), "missingToken");
 
     let forged = test_token("contoso", None) + "forged";
     app.sim.reject_token(&forged);
@@ -411,4 +435,5 @@ async fn a_matching_if_none_match_gets_304_but_only_with_a_token() {
         .report_with("D7", &forged, &[("If-None-Match", &etag)])
         .await;
     assert_eq!(refused.status, 401);
+    assert_eq!(refused.error_code(), "InvalidAuthenticationToken");
 }

@@ -1,8 +1,8 @@
 use std::time::Duration;
 
 use awc::http::StatusCode;
-use graph_simulator::{Simulator, test_token};
-use serde_json::Value;
+use graph_simulator::{Period, Simulator, test_token};
+use serde_json::{Value, json};
 use skype_gateway::{config::Config, startup::Application};
 
 pub struct TestApp {
@@ -50,6 +50,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 pub async fn spawn_app_against(sim: Simulator, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    init_logging();
     let mut config = test_config(&sim);
     adjust(&mut config);
     config.validate().expect("test config is valid");
@@ -66,6 +67,23 @@ pub async fn spawn_app_against(sim: Simulator, adjust: impl FnOnce(&mut Config))
     }
 }
 
+/// The gateway's logger, once per test binary: into the test output with `TEST_LOG` set,
+/// discarded otherwise (the log macros still run, formatting included).
+fn init_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let visible = std::env::var_os("TEST_LOG").is_some();
+        skype_gateway::logging::init_with(|builder| {
+            if visible {
+                builder.is_test(true);
+            } else {
+                builder.target(env_logger::Target::Pipe(Box::new(std::io::sink())));
+            }
+        })
+        .expect("no other logger is installed");
+    });
+}
+
 pub fn test_config(sim: &Simulator) -> Config {
     let mut config = Config::defaults();
     config.listen = "127.0.0.1:0".parse().unwrap();
@@ -79,8 +97,49 @@ pub fn test_config(sim: &Simulator) -> Config {
 
 /// A JWT-shaped token of `tenant`, valid for an hour.
 pub fn token_of(tenant: &str) -> String {
-    let exp = skype_gateway::cache::unix_now() + 3600;
-    test_token(tenant, Some(exp))
+    token_expiring_in(tenant, 3600).0
+}
+
+/// A JWT-shaped token of `tenant` whose `exp` is `seconds` from now (so, with `exp`'s
+/// whole-second resolution, it lives `seconds` to `seconds + 1`), and that `exp`.
+pub fn token_expiring_in(tenant: &str, seconds: u64) -> (String, u64) {
+    let exp = skype_gateway::cache::unix_now() + seconds;
+    (test_token(tenant, Some(exp)), exp)
+}
+
+/// The body the gateway should answer for `token` and `period`, built here from the CSV the
+/// simulator serves, without the gateway's parser: columns by header name, the BOM and blank
+/// lines dropped, rows in the file's order, an empty count `null`.
+pub fn expected_report(sim: &Simulator, token: &str, period: Period) -> Value {
+    let csv = String::from_utf8(sim.report_csv(token, period)).unwrap();
+    let mut lines = csv
+        .trim_start_matches('\u{feff}')
+        .split("\r\n")
+        .filter(|line| !line.is_empty());
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let rows: Vec<Value> = lines
+        .map(|line| {
+            let cells: std::collections::HashMap<&str, &str> =
+                header.iter().copied().zip(line.split(',')).collect();
+            let count = |column: &str| match cells[column] {
+                "" => Value::Null,
+                n => json!(n.parse::<u64>().unwrap()),
+            };
+            json!({
+                "reportRefreshDate": cells["Report Refresh Date"],
+                "reportDate": cells["Report Date"],
+                "reportPeriod": cells["Report Period"],
+                "peerToPeer": count("Peer-to-peer"),
+                "organized": count("Organized"),
+                "participated": count("Participated"),
+            })
+        })
+        .collect();
+    json!({
+        "period": period.as_str(),
+        "reportRefreshDate": rows[0]["reportRefreshDate"],
+        "value": rows,
+    })
 }
 
 impl TestApp {
@@ -140,32 +199,58 @@ pub fn closed_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+/// The built gateway binary, its log in plain text at `rust_log`, with none of this
+/// environment's `SKYPE_GATEWAY_*` settings.
+pub fn gateway_command(rust_log: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_skype-gateway"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SKYPE_GATEWAY_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("RUST_LOG", rust_log)
+        .env("RUST_LOG_STYLE", "never");
+    command
+}
+
 /// The gateway binary as a child process, its log captured.
 pub struct GatewayProcess {
     child: std::process::Child,
+    /// `http://127.0.0.1:PORT` once [`GatewayProcess::wait_until_listening`] has seen the port.
     pub address: String,
     log: std::sync::Arc<std::sync::Mutex<String>>,
     reader: Option<std::thread::JoinHandle<()>>,
+    port: std::sync::mpsc::Receiver<u16>,
 }
 
 impl GatewayProcess {
     /// Starts the built binary against `sim` with `args` added, and waits until it listens.
     pub fn start(sim: &Simulator, args: &[&str], rust_log: &str) -> GatewayProcess {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_skype-gateway"))
+        let mut command = gateway_command(rust_log);
+        command
             .args(["--listen", "127.0.0.1:0", "--workers", "1"])
             .args(["--graph-base-url", &sim.graph_base_url()])
             .args(["--download-allowlist", &sim.origin()])
-            .args(args)
-            .env("RUST_LOG", rust_log)
-            .env("RUST_LOG_STYLE", "never")
+            .args(args);
+        let mut gateway = GatewayProcess::spawn(command);
+        gateway
+            .wait_until_listening()
+            .expect("the gateway logs its port");
+        gateway
+    }
+
+    /// Starts `command` (see [`gateway_command`]) and captures its stderr.
+    pub fn spawn(mut command: std::process::Command) -> GatewayProcess {
+        use std::io::BufRead;
+        let mut child = command
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("the gateway binary starts");
         let stderr = child.stderr.take().unwrap();
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let (port_tx, port) = std::sync::mpsc::channel();
         let sink = std::sync::Arc::clone(&log);
         let reader = std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
@@ -182,15 +267,20 @@ impl GatewayProcess {
                 log.push('\n');
             }
         });
-        let port = port_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the gateway logs its port");
         GatewayProcess {
             child,
-            address: format!("http://127.0.0.1:{port}"),
+            address: String::new(),
             log,
             reader: Some(reader),
+            port,
         }
+    }
+
+    /// The port the gateway logs once it listens; `None` when it exits first (or takes 30 s).
+    pub fn wait_until_listening(&mut self) -> Option<u16> {
+        let port = self.port.recv_timeout(Duration::from_secs(30)).ok()?;
+        self.address = format!("http://127.0.0.1:{port}");
+        Some(port)
     }
 
     pub fn pid(&self) -> u32 {

@@ -8,3 +8,4 @@ mod helpers;
 mod operations;
 mod reports;
 mod security;
+mod startup;

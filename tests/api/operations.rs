@@ -47,7 +47,8 @@ async fn a_long_retry_after_is_not_waited_for_and_is_passed_on() {
 async fn a_long_retry_after_serves_a_cached_copy_stale_at_once() {
     let app = spawn_app_with(|c| c.fresh_ttl = Duration::from_millis(200)).await;
     let token = token_of("contoso");
-    app.report("D7", &token).await;
+    let first = app.report("D7", &token).await;
+    assert_eq!(first.status, 200);
     app.sim.fail_always(Fault::Status {
         status: 429,
         retry_after: Some(120),
@@ -58,7 +59,11 @@ async fn a_long_retry_after_serves_a_cached_copy_stale_at_once() {
     let answer = app.report("D7", &token).await;
 
     assert!(started.elapsed() < Duration::from_secs(1));
-    assert_eq!(answer.cache_status(), "STALE");
+    assert_eq!(
+        (answer.status.as_u16(), answer.cache_status()),
+        (200, "STALE")
+    );
+    assert_eq!(answer.body, first.body);
 }
 
 #[actix_web::test]
@@ -171,6 +176,7 @@ async fn a_400_from_graph_is_not_retried() {
     let answer = app.report("D7", &token_of("contoso")).await;
 
     assert_eq!(answer.status, 502);
+    assert_eq!(answer.error_code(), "upstreamUnavailable");
     assert_eq!(app.sim.report_calls(), 1);
     assert_eq!(metric_value(&app.metrics().await, RETRIES), 0.0);
 }

@@ -1,28 +1,20 @@
-use graph_simulator::{CallKind, Fault};
+use graph_simulator::{CallKind, Fault, Period};
 
-use crate::helpers::{spawn_app, token_of};
+use crate::helpers::{expected_report, spawn_app, token_of};
 
 #[actix_web::test]
 async fn d7_report_has_seven_rows_in_graphs_json_shape() {
     let app = spawn_app().await;
+    let token = token_of("contoso");
 
-    let answer = app.report("D7", &token_of("contoso")).await;
+    let answer = app.report("D7", &token).await;
 
     assert_eq!(answer.status, 200);
     assert_eq!(answer.header("content-type"), Some("application/json"));
     let body = answer.json();
-    assert_eq!(body["period"], "D7");
+    assert_eq!(body, expected_report(&app.sim, &token, Period::D7));
     let rows = body["value"].as_array().unwrap();
     assert_eq!(rows.len(), 7);
-    assert_eq!(body["reportRefreshDate"], rows[0]["reportRefreshDate"]);
-    for row in rows {
-        let fields: Vec<_> = row.as_object().unwrap().keys().cloned().collect();
-        assert_eq!(fields.len(), 6, "exactly Graph's six fields: {fields:?}");
-        assert_eq!(row["reportPeriod"], "7");
-        for count in ["peerToPeer", "organized", "participated"] {
-            assert!(row[count].is_u64() || row[count].is_null(), "{row}");
-        }
-    }
     let dates: Vec<_> = rows
         .iter()
         .map(|r| r["reportDate"].as_str().unwrap())
@@ -37,31 +29,35 @@ async fn every_period_works_and_letter_case_does_not_matter() {
     let app = spawn_app().await;
     let token = token_of("fabrikam");
 
-    for (period, days) in [("D7", 7), ("D30", 30), ("D90", 90), ("D180", 180)] {
-        let answer = app.report(period, &token).await;
+    for period in Period::ALL {
+        let answer = app.report(period.as_str(), &token).await;
         assert_eq!(answer.status, 200, "{period}");
-        assert_eq!(answer.json()["value"].as_array().unwrap().len(), days);
+        assert_eq!(answer.json(), expected_report(&app.sim, &token, period));
+        let value = answer.json()["value"].as_array().unwrap().len();
+        assert_eq!(value, period.days() as usize, "{period}");
     }
-    let upper = app.report("D30", &token).await.json();
-    let lower = app.report("d30", &token).await.json();
-    assert_eq!(upper, lower);
-    assert_eq!(lower["period"], "D30");
+    let lower = app.report("d30", &token).await;
+    assert_eq!(lower.status, 200);
+    assert_eq!(lower.json(), expected_report(&app.sim, &token, Period::D30));
 }
 
 #[actix_web::test]
 async fn empty_csv_cells_become_null_never_zero() {
     let app = spawn_app().await;
-
-    let body = app.report("D180", &token_of("nulls")).await.json();
-
-    let nulls = body["value"]
+    let token = token_of("nulls");
+    let expected = expected_report(&app.sim, &token, Period::D180);
+    let empty_cells = expected["value"]
         .as_array()
         .unwrap()
         .iter()
         .flat_map(|r| ["peerToPeer", "organized", "participated"].map(|c| r[c].clone()))
         .filter(|v| v.is_null())
         .count();
-    assert!(nulls > 0, "the simulator leaves some cells empty");
+    assert!(empty_cells > 0, "the simulator leaves some cells empty");
+
+    let body = app.report("D180", &token).await.json();
+
+    assert_eq!(body, expected);
 }
 
 #[actix_web::test]
@@ -91,11 +87,12 @@ async fn graph_gets_the_callers_authorization_and_the_download_gets_none() {
 async fn a_direct_200_csv_is_accepted() {
     let app = spawn_app().await;
     app.sim.fail_always(Fault::DirectCsv);
+    let token = token_of("direct");
 
-    let answer = app.report("D7", &token_of("direct")).await;
+    let answer = app.report("D7", &token).await;
 
     assert_eq!(answer.status, 200);
-    assert_eq!(answer.json()["value"].as_array().unwrap().len(), 7);
+    assert_eq!(answer.json(), expected_report(&app.sim, &token, Period::D7));
     assert_eq!(app.sim.download_calls(), 0);
 }
 
