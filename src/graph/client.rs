@@ -17,13 +17,14 @@ use tokio::{
 };
 use url::Url;
 
-use super::{Allowlist, GraphError};
+use super::{
+    Allowlist, GraphError,
+    retry::{RetryPolicy, parse_retry_after},
+};
 use crate::{auth::BearerToken, metrics::Metrics, report::Period};
 
 /// Error bodies are small; anything larger is not worth reading.
 const MAX_ERROR_BODY: usize = 64 * 1024;
-/// First back-off step; doubled per retry, with jitter, capped by `max_retry_wait`.
-const BACKOFF_BASE: Duration = Duration::from_millis(200);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How the gateway talks to Graph; shared by every worker.
@@ -63,6 +64,7 @@ pub struct GraphClient {
     http: awc::Client,
     settings: Arc<UpstreamSettings>,
     report_url_prefix: String,
+    retry: RetryPolicy,
     limiter: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 }
@@ -106,10 +108,15 @@ impl GraphClient {
             "{}/reports/getSkypeForBusinessActivityCounts",
             settings.graph_base_url.as_str().trim_end_matches('/')
         );
+        let retry = RetryPolicy {
+            max_retries: settings.max_retries,
+            max_wait: settings.max_retry_wait,
+        };
         GraphClient {
             http,
             settings,
             report_url_prefix,
+            retry,
             limiter,
             metrics,
         }
@@ -135,7 +142,7 @@ impl GraphClient {
                 Ok(fetched) => return Ok(fetched),
                 Err(err) => err,
             };
-            let Some(wait) = self.retry_wait(&err, retries) else {
+            let Some(wait) = self.retry.wait(&err, retries, rand::random::<f64>()) else {
                 return Err(err);
             };
             if Instant::now() + wait >= deadline {
@@ -149,36 +156,6 @@ impl GraphClient {
             self.metrics.upstream_retries.inc();
             tokio::time::sleep(wait).await;
         }
-    }
-
-    /// How long to wait before the next try, or `None` when the error is final.
-    fn retry_wait(&self, err: &GraphError, retries_done: u32) -> Option<Duration> {
-        if retries_done >= self.settings.max_retries {
-            return None;
-        }
-        let retry_after = match err {
-            GraphError::Throttled { retry_after, .. } => *retry_after,
-            GraphError::Unavailable {
-                retryable: true,
-                retry_after,
-                ..
-            } => *retry_after,
-            _ => return None,
-        };
-        match retry_after {
-            // Graph said how long; waiting longer than we may is no better than answering now.
-            Some(wait) => (wait <= self.settings.max_retry_wait).then_some(wait),
-            None => Some(self.backoff(retries_done)),
-        }
-    }
-
-    /// Exponential back-off with jitter in [half, full] of the step, so that many gateways
-    /// that failed together do not retry together.
-    fn backoff(&self, retries_done: u32) -> Duration {
-        let step = BACKOFF_BASE
-            .saturating_mul(1 << retries_done.min(16))
-            .min(self.settings.max_retry_wait);
-        step.mul_f64(0.5 + rand::random::<f64>() * 0.5)
     }
 
     async fn attempt(
@@ -409,23 +386,6 @@ async fn read_limited(
     })
 }
 
-/// `Retry-After` as delay-seconds or as an HTTP-date (RFC 9110 10.2.3); a date in the past
-/// means now.
-fn parse_retry_after(value: &actix_web::http::header::HeaderValue) -> Option<Duration> {
-    let text = value.to_str().ok()?.trim();
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let date: std::time::SystemTime = text
-        .parse::<actix_web::http::header::HttpDate>()
-        .ok()?
-        .into();
-    Some(
-        date.duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
 fn send_error(err: SendRequestError, peer: &str) -> GraphError {
     match err {
         SendRequestError::Timeout => GraphError::Timeout,
@@ -464,30 +424,4 @@ fn header_string(
 /// `scheme://host:port` of a URL: what may be logged of a pre-authenticated download URL.
 fn origin_of(url: &Url) -> String {
     url.origin().ascii_serialization()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use actix_web::http::header::HeaderValue;
-
-    #[test]
-    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
-        let seconds = HeaderValue::from_static("120");
-        assert_eq!(parse_retry_after(&seconds), Some(Duration::from_secs(120)));
-        let later = std::time::SystemTime::now() + Duration::from_secs(90);
-        let date = HeaderValue::from_str(&httpdate_of(later)).unwrap();
-        let wait = parse_retry_after(&date).unwrap();
-        assert!(
-            wait > Duration::from_secs(85) && wait <= Duration::from_secs(90),
-            "{wait:?}"
-        );
-        let past = HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT");
-        assert_eq!(parse_retry_after(&past), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
-    }
-
-    fn httpdate_of(time: std::time::SystemTime) -> String {
-        actix_web::http::header::HttpDate::from(time).to_string()
-    }
 }
