@@ -4,7 +4,7 @@ use actix_web::http::{
     StatusCode,
     header::{
         AUTHORIZATION, CONTENT_LENGTH, ETAG, HeaderMap, IF_NONE_MATCH, LOCATION, RETRY_AFTER,
-        USER_AGENT,
+        TRANSFER_ENCODING, USER_AGENT,
     },
 };
 use awc::error::{PayloadError, SendRequestError};
@@ -93,6 +93,7 @@ impl GraphClient {
         tls: Arc<rustls::ClientConfig>,
     ) -> GraphClient {
         let connector = awc::Connector::new()
+            .connector(super::framing::tcp_connector())
             .rustls_0_23(tls)
             .timeout(CONNECT_TIMEOUT);
         let http = awc::Client::builder()
@@ -361,29 +362,45 @@ struct GraphErrorDetail {
     message: Option<String>,
 }
 
+/// Reads a report body of at most `limit` bytes. A body shorter than its `Content-Length` is a
+/// failed download: awc ends a body at end-of-file as if it were complete.
 async fn read_limited(
     response: &mut awc::ClientResponse<
         impl futures_util::Stream<Item = Result<Bytes, PayloadError>> + Unpin,
     >,
     limit: usize,
 ) -> Result<Bytes, GraphError> {
-    let declared = response
-        .headers()
+    let headers = response.headers();
+    // With chunked framing, a Content-Length says nothing about the body.
+    let declared = headers
         .get(CONTENT_LENGTH)
+        .filter(|_| !headers.contains_key(TRANSFER_ENCODING))
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+        .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(GraphError::TooLarge { limit });
     }
-    response.body().limit(limit).await.map_err(|err| match err {
-        PayloadError::Overflow => GraphError::TooLarge { limit },
-        other => GraphError::Unavailable {
-            detail: format!("reading the report failed: {other}"),
-            retryable: true,
-            retry_after: None,
-            request_id: None,
-        },
-    })
+    let failed = |detail: String| GraphError::Unavailable {
+        detail,
+        retryable: true,
+        retry_after: None,
+        request_id: None,
+    };
+    let body = response
+        .body()
+        .limit(limit)
+        .await
+        .map_err(|err| match err {
+            PayloadError::Overflow => GraphError::TooLarge { limit },
+            other => failed(format!("reading the report failed: {other}")),
+        })?;
+    match declared {
+        Some(len) if body.len() as u64 != len => Err(failed(format!(
+            "the report download ended after {} of its {len} bytes",
+            body.len()
+        ))),
+        _ => Ok(body),
+    }
 }
 
 fn send_error(err: SendRequestError, peer: &str) -> GraphError {
@@ -424,4 +441,95 @@ fn header_string(
 /// `scheme://host:port` of a URL: what may be logged of a pre-authenticated download URL.
 fn origin_of(url: &Url) -> String {
     url.origin().ascii_serialization()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    /// A one-shot HTTP server on loopback that answers any request with `raw` and closes.
+    fn raw_server(raw: &'static [u8]) -> Url {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = stream.read(&mut buf).unwrap();
+                if n == 0 {
+                    return;
+                }
+                request.extend_from_slice(&buf[..n]);
+            }
+            stream.write_all(raw).unwrap();
+        });
+        format!("http://127.0.0.1:{port}/data/download/x?sig=y")
+            .parse()
+            .unwrap()
+    }
+
+    fn client() -> GraphClient {
+        let settings = UpstreamSettings {
+            graph_base_url: "http://127.0.0.1:1/v1.0".parse().unwrap(),
+            allowlist: Allowlist::parse("http://127.0.0.1").unwrap(),
+            timeout: Duration::from_secs(5),
+            max_report_bytes: 1 << 20,
+            max_retries: 0,
+            max_retry_wait: Duration::from_secs(1),
+        };
+        GraphClient::new(
+            Arc::new(settings),
+            Arc::new(Semaphore::new(4)),
+            Arc::new(Metrics::new()),
+            tls_config(),
+        )
+    }
+
+    async fn download(raw: &'static [u8]) -> Result<Bytes, GraphError> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        client()
+            .download(&raw_server(raw), deadline)
+            .await
+            .map(|(_, body)| body)
+    }
+
+    fn assert_failed_download(result: Result<Bytes, GraphError>) {
+        match result {
+            Err(GraphError::Unavailable {
+                retryable: true, ..
+            }) => {}
+            other => panic!("expected a retryable failed download, got {other:?}"),
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_body_shorter_than_its_content_length_is_a_failed_download() {
+        let result = download(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc").await;
+        assert_failed_download(result);
+    }
+
+    #[actix_web::test]
+    async fn a_chunked_body_without_its_last_chunk_is_a_failed_download() {
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n9\r\nabc",
+        ] {
+            let raw: &'static [u8] = raw;
+            assert_failed_download(download(raw).await);
+        }
+    }
+
+    #[actix_web::test]
+    async fn complete_bodies_are_read_whole() {
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc"[..],
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n",
+        ] {
+            let raw: &'static [u8] = raw;
+            assert_eq!(download(raw).await.unwrap(), Bytes::from_static(b"abc"));
+        }
+    }
 }

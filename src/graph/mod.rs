@@ -4,6 +4,7 @@
 mod allowlist;
 mod client;
 mod error;
+mod framing;
 mod retry;
 
 pub use allowlist::{Allowlist, is_loopback};

@@ -3,6 +3,7 @@
 mod cache;
 mod contract;
 mod errors;
+mod hardening;
 mod helpers;
 mod operations;
 mod reports;

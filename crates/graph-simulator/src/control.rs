@@ -13,7 +13,8 @@
 //!
 //! A fault body is `{"fault":KIND, ...fields, "times":N}` or `{..., "always":true}` (no `times`
 //! means once). Kinds and fields: `status` (`status`, optional `retryAfter` seconds), `delay`
-//! (`ms`), `outage` (`status`, before the token is checked), `downloadDelay` (`ms`), `downloadStatus` (`status`), `malformedCsv`,
+//! (`ms`), `outage` (`status`, before the token is checked), `downloadDelay` (`ms`), `downloadStatus` (`status`),
+//! `truncatedDownload`, `unterminatedChunks`, `malformedCsv`,
 //! `oversizedCsv` (`bytes`), `foreignRedirect` (`location`), `missingLocation`, `directCsv`.
 //! For example `{"fault":"status","status":429,"retryAfter":2,"times":3}`. Any content type is
 //! accepted, so `curl -d` works as is.
@@ -67,6 +68,8 @@ enum FaultSpec {
     DownloadStatus {
         status: u16,
     },
+    TruncatedDownload,
+    UnterminatedChunks,
     MalformedCsv,
     OversizedCsv {
         bytes: usize,
@@ -115,6 +118,8 @@ impl FaultRequest {
             FaultSpec::Delay { ms } => Fault::Delay(Duration::from_millis(ms)),
             FaultSpec::DownloadDelay { ms } => Fault::DownloadDelay(Duration::from_millis(ms)),
             FaultSpec::DownloadStatus { status } => Fault::DownloadStatus(error_status(status)?),
+            FaultSpec::TruncatedDownload => Fault::TruncatedDownload,
+            FaultSpec::UnterminatedChunks => Fault::UnterminatedChunks,
             FaultSpec::MalformedCsv => Fault::MalformedCsv,
             FaultSpec::OversizedCsv { bytes } => Fault::OversizedCsv(bytes),
             FaultSpec::ForeignRedirect { location } => Fault::ForeignRedirect(location),
@@ -205,6 +210,8 @@ mod tests {
             r#"{"fault":"delay","ms":10}"#,
             r#"{"fault":"downloadDelay","ms":10}"#,
             r#"{"fault":"downloadStatus","status":500}"#,
+            r#"{"fault":"truncatedDownload"}"#,
+            r#"{"fault":"unterminatedChunks"}"#,
             r#"{"fault":"malformedCsv"}"#,
             r#"{"fault":"oversizedCsv","bytes":1000}"#,
             r#"{"fault":"foreignRedirect","location":"https://evil.example/x"}"#,

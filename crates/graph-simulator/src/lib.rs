@@ -120,6 +120,12 @@ pub enum Fault {
     DownloadDelay(Duration),
     /// A download answers this status.
     DownloadStatus(u16),
+    /// A download announces the whole CSV in its `Content-Length`, sends the whole lines of its
+    /// first half and closes the connection, as a download cut off mid-way does.
+    TruncatedDownload,
+    /// A download sends the whole lines of the first half of the CSV in chunked encoding and
+    /// closes the connection without the terminating zero-length chunk.
+    UnterminatedChunks,
     /// The CSV lacks the `Organized` column and has garbage in `Peer-to-peer`. Applies to a
     /// download, or to the body of a report call answered under [`Fault::DirectCsv`].
     MalformedCsv,

@@ -38,7 +38,10 @@ impl Fault {
                         not_modified: false,
                     }
             }
-            Fault::DownloadDelay(_) | Fault::DownloadStatus(_) => target == Target::Download,
+            Fault::DownloadDelay(_)
+            | Fault::DownloadStatus(_)
+            | Fault::TruncatedDownload
+            | Fault::UnterminatedChunks => target == Target::Download,
             Fault::MalformedCsv | Fault::OversizedCsv(_) => {
                 matches!(target, Target::Download | Target::DirectBody)
             }

@@ -456,6 +456,110 @@ async fn download_faults_shape_the_download_then_run_out() {
     );
 }
 
+/// GETs `location` over a raw socket and returns all it received until the server closed.
+async fn raw_download(location: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let rest = location.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let (host, path) = (host.to_string(), path.to_string());
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(&host).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
+        let mut received = Vec::new();
+        stream
+            .read_to_end(&mut received)
+            .expect("the server closes the connection");
+        received
+    })
+    .await
+    .unwrap()
+}
+
+fn split_head(raw: &[u8]) -> (String, &[u8]) {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    (
+        String::from_utf8_lossy(&raw[..end]).to_lowercase(),
+        &raw[end..],
+    )
+}
+
+#[actix_web::test]
+async fn a_truncated_download_announces_more_than_it_sends_then_closes() {
+    let sim = simulator().await;
+    let token = test_token("contoso", None);
+    let location = send(report(&sim, &token, "D30"))
+        .await
+        .location()
+        .to_string();
+    let csv = sim.report_csv(&token, Period::D30);
+    sim.fail_next(1, Fault::TruncatedDownload);
+
+    let raw = raw_download(&location).await;
+
+    let (head, body) = split_head(&raw);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {}\r\n", csv.len())),
+        "{head}"
+    );
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    assert!(
+        !body.is_empty() && body.len() < csv.len(),
+        "{} bytes",
+        body.len()
+    );
+    assert_eq!(body, &csv[..body.len()]);
+    // The fault ran out: the next download is whole.
+    assert_eq!(download(&location).await.body, csv);
+}
+
+#[actix_web::test]
+async fn unterminated_chunks_stop_before_the_last_chunk_then_close() {
+    let sim = simulator().await;
+    let token = test_token("contoso", None);
+    let location = send(report(&sim, &token, "D30"))
+        .await
+        .location()
+        .to_string();
+    let csv = sim.report_csv(&token, Period::D30);
+    sim.fail_next(1, Fault::UnterminatedChunks);
+
+    let raw = raw_download(&location).await;
+
+    let (head, mut body) = split_head(&raw);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
+    let mut data = Vec::new();
+    loop {
+        let line_end = body
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a size line");
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap(), 16);
+        let size = size.unwrap();
+        assert_ne!(size, 0, "the last chunk was sent");
+        data.extend_from_slice(&body[line_end + 2..line_end + 2 + size]);
+        body = &body[line_end + 2 + size + 2..];
+        if body.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        !data.is_empty() && data.len() < csv.len(),
+        "{} bytes",
+        data.len()
+    );
+    assert_eq!(data, &csv[..data.len()]);
+    assert_eq!(download(&location).await.body, csv);
+}
+
 #[actix_web::test]
 async fn redirect_faults_send_elsewhere_or_nowhere() {
     let sim = simulator().await;

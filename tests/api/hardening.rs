@@ -1,0 +1,52 @@
+//! Graph misbehaving in ways that must never reach the cache: downloads cut short.
+
+use graph_simulator::{Fault, Period};
+use serde_json::Value;
+
+use crate::helpers::{TestApp, spawn_app, token_of};
+
+/// The report the gateway must answer for `token`, from the simulator's own CSV.
+fn expected_report(app: &TestApp, token: &str, period: Period) -> Value {
+    let csv = app.sim.report_csv(token, period);
+    let period = period.as_str().parse().unwrap();
+    let report = skype_gateway::report::parse_report(&csv, period).unwrap();
+    serde_json::to_value(report).unwrap()
+}
+
+/// A download fault on every try: 502 once the retries are spent, and nothing cached, so the
+/// first request after the fault clears is a MISS with the whole report.
+async fn a_cut_download_is_retried_then_502_and_never_cached(fault: Fault) {
+    let app = spawn_app().await;
+    let token = token_of("contoso");
+    app.sim.fail_always(fault);
+
+    let answer = app.report("D30", &token).await;
+
+    assert_eq!(
+        answer.status,
+        502,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(answer.error_code(), "upstreamUnavailable");
+    // --max-retries 2: three report calls, each with its own download.
+    assert_eq!((app.sim.report_calls(), app.sim.download_calls()), (3, 3));
+
+    app.sim.clear_faults();
+    let answer = app.report("D30", &token).await;
+
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.cache_status(), "MISS");
+    assert_eq!(answer.json(), expected_report(&app, &token, Period::D30));
+    assert_eq!(answer.json()["value"].as_array().unwrap().len(), 30);
+}
+
+#[actix_web::test]
+async fn a_download_shorter_than_its_content_length_is_502_and_not_cached() {
+    a_cut_download_is_retried_then_502_and_never_cached(Fault::TruncatedDownload).await;
+}
+
+#[actix_web::test]
+async fn a_chunked_download_without_its_last_chunk_is_502_and_not_cached() {
+    a_cut_download_is_retried_then_502_and_never_cached(Fault::UnterminatedChunks).await;
+}
