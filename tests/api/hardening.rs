@@ -1,9 +1,12 @@
-//! Graph misbehaving in ways that must never reach the cache: downloads cut short.
+//! Graph misbehaving in ways that must never reach the cache or hold an answer up: downloads
+//! cut short, refusals whose body stalls.
+
+use std::time::{Duration, Instant};
 
 use graph_simulator::{Fault, Period};
 use serde_json::Value;
 
-use crate::helpers::{TestApp, spawn_app, token_of};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with, token_of};
 
 /// The report the gateway must answer for `token`, from the simulator's own CSV.
 fn expected_report(app: &TestApp, token: &str, period: Period) -> Value {
@@ -49,4 +52,53 @@ async fn a_download_shorter_than_its_content_length_is_502_and_not_cached() {
 #[actix_web::test]
 async fn a_chunked_download_without_its_last_chunk_is_502_and_not_cached() {
     a_cut_download_is_retried_then_502_and_never_cached(Fault::UnterminatedChunks).await;
+}
+
+#[actix_web::test]
+async fn a_401_whose_body_stalls_is_answered_at_once_and_forgets_the_token() {
+    let fresh = Duration::from_millis(300);
+    let app = spawn_app_with(|c| {
+        c.fresh_ttl = fresh;
+        c.upstream_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let token = token_of("contoso");
+    assert_eq!(app.report("D7", &token).await.cache_status(), "MISS");
+    tokio::time::sleep(fresh + Duration::from_millis(100)).await;
+    app.sim.fail_next(
+        1,
+        Fault::StalledErrorBody {
+            status: 401,
+            stall: Duration::from_secs(20),
+        },
+    );
+
+    let started = Instant::now();
+    let answer = app.report("D7", &token).await;
+
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        answer.status,
+        401,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(answer.cache_status(), "-");
+    assert_eq!(answer.error_code(), "Unauthorized");
+
+    // Forgotten: Graph is asked again, and its failure is no longer answered from the cache.
+    app.sim.fail_always(Fault::Status {
+        status: 503,
+        retry_after: None,
+    });
+    let calls = app.sim.report_calls();
+    let answer = app.report("D7", &token).await;
+
+    assert!(app.sim.report_calls() > calls);
+    assert_eq!(answer.status, 502);
+    assert_eq!(answer.error_code(), "upstreamUnavailable");
 }

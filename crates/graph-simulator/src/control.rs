@@ -12,7 +12,8 @@
 //! | `POST /_simulator/rejected-tokens` | `204`: report calls with the token `{"token":"..."}` get `401 InvalidAuthenticationToken`; `400` if the body is wrong |
 //!
 //! A fault body is `{"fault":KIND, ...fields, "times":N}` or `{..., "always":true}` (no `times`
-//! means once). Kinds and fields: `status` (`status`, optional `retryAfter` seconds), `delay`
+//! means once). Kinds and fields: `status` (`status`, optional `retryAfter` seconds),
+//! `stalledErrorBody` (`status`, `ms` the body stalls), `delay`
 //! (`ms`), `outage` (`status`, before the token is checked), `downloadDelay` (`ms`), `downloadStatus` (`status`),
 //! `truncatedDownload`, `unterminatedChunks`, `malformedCsv`,
 //! `oversizedCsv` (`bytes`), `foreignRedirect` (`location`), `missingLocation`, `directCsv`.
@@ -58,6 +59,10 @@ enum FaultSpec {
     Status {
         status: u16,
         retry_after: Option<u64>,
+    },
+    StalledErrorBody {
+        status: u16,
+        ms: u64,
     },
     Delay {
         ms: u64,
@@ -114,6 +119,10 @@ impl FaultRequest {
             } => Fault::Status {
                 status: error_status(status)?,
                 retry_after,
+            },
+            FaultSpec::StalledErrorBody { status, ms } => Fault::StalledErrorBody {
+                status: error_status(status)?,
+                stall: Duration::from_millis(ms),
             },
             FaultSpec::Delay { ms } => Fault::Delay(Duration::from_millis(ms)),
             FaultSpec::DownloadDelay { ms } => Fault::DownloadDelay(Duration::from_millis(ms)),
@@ -207,6 +216,7 @@ mod tests {
             r#"{"fault":"status","status":429,"retryAfter":2}"#,
             r#"{"fault":"status","status":503}"#,
             r#"{"fault":"outage","status":503}"#,
+            r#"{"fault":"stalledErrorBody","status":401,"ms":10}"#,
             r#"{"fault":"delay","ms":10}"#,
             r#"{"fault":"downloadDelay","ms":10}"#,
             r#"{"fault":"downloadStatus","status":500}"#,

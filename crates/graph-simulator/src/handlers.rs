@@ -110,6 +110,9 @@ fn answer_report(req: &HttpRequest, shared: &Shared) -> (Answer, Duration) {
             status,
             retry_after,
         }) => Answer::Error(GraphError::from_status(status, retry_after)),
+        Some(Fault::StalledErrorBody { status, stall }) => {
+            Answer::StalledError(GraphError::from_status(status, None), stall)
+        }
         _ if not_modified => Answer::NotModified { etag },
         Some(Fault::DirectCsv) => {
             let shape = body_shape(state.take_fault(Target::DirectBody));
@@ -428,6 +431,8 @@ impl GraphError {
 
 enum Answer {
     Error(GraphError),
+    /// The error's head at once, its body only after the pause.
+    StalledError(GraphError, Duration),
     NotModified {
         etag: String,
     },
@@ -456,7 +461,7 @@ enum Answer {
 impl Answer {
     fn status(&self) -> StatusCode {
         match self {
-            Answer::Error(error) => error.status,
+            Answer::Error(error) | Answer::StalledError(error, _) => error.status,
             Answer::NotModified { .. } => StatusCode::NOT_MODIFIED,
             Answer::Found { .. } => StatusCode::FOUND,
             Answer::Csv { .. } | Answer::CutCsv { .. } => StatusCode::OK,
@@ -476,6 +481,18 @@ impl Answer {
                     res.insert_header((RETRY_AFTER, seconds.to_string()));
                 }
                 res.json(error.body(ids))
+            }
+            Answer::StalledError(error, stall) => {
+                let body = web::Bytes::from(error.body(ids).to_string());
+                let (first, rest) = body.split_at(1);
+                let (first, rest) = (body.slice_ref(first), body.slice_ref(rest));
+                let now = futures_util::stream::once(async move { Ok::<_, io::Error>(first) });
+                let later = futures_util::stream::once(async move {
+                    actix_web::rt::time::sleep(stall).await;
+                    Ok(rest)
+                });
+                res.insert_header((CONTENT_TYPE, "application/json"))
+                    .streaming(now.chain(later))
             }
             Answer::NotModified { etag } => res.insert_header((ETAG, etag)).finish(),
             Answer::Found { etag, location } => {

@@ -114,6 +114,9 @@ pub enum Fault {
         status: u16,
         retry_after: Option<u64>,
     },
+    /// A report call answers this status (a Graph-shaped error) at once, but its body stalls:
+    /// the head and the first bytes are sent, the rest only after `stall`.
+    StalledErrorBody { status: u16, stall: Duration },
     /// A report call answers normally after this delay.
     Delay(Duration),
     /// A download answers normally after this delay.

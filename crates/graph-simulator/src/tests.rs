@@ -378,6 +378,35 @@ async fn status_faults_answer_graph_errors_until_they_run_out() {
 }
 
 #[actix_web::test]
+async fn a_stalled_error_body_sends_its_head_at_once_and_its_body_late() {
+    let sim = simulator().await;
+    sim.fail_next(
+        1,
+        Fault::StalledErrorBody {
+            status: 401,
+            stall: Duration::from_millis(800),
+        },
+    );
+
+    let started = Instant::now();
+    let mut res = report(&sim, &test_token("contoso", None), "D7")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(res.status().as_u16(), 401);
+    assert!(started.elapsed() < Duration::from_millis(500));
+    let mut body = std::pin::pin!(res.body());
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut body).await;
+    assert!(early.is_err(), "the body finished early: {early:?}");
+    let body = body.await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(800));
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["error"]["code"], "InvalidAuthenticationToken");
+    assert_eq!(sim.report_calls(), 1);
+}
+
+#[actix_web::test]
 async fn fail_always_lasts_until_cleared() {
     let sim = simulator().await;
     let token = test_token("contoso", None);
