@@ -1,5 +1,5 @@
 //! Graph misbehaving in ways that must never reach the cache or hold an answer up: downloads
-//! cut short, refusals whose body stalls.
+//! cut short, refusals whose body stalls, reports with more rows than days.
 
 use std::time::{Duration, Instant};
 
@@ -101,4 +101,27 @@ async fn a_401_whose_body_stalls_is_answered_at_once_and_forgets_the_token() {
     assert!(app.sim.report_calls() > calls);
     assert_eq!(answer.status, 502);
     assert_eq!(answer.error_code(), "upstreamUnavailable");
+}
+
+#[actix_web::test]
+async fn a_report_with_more_rows_than_days_is_502_invalid_report_and_not_cached() {
+    let app = spawn_app().await;
+    let token = token_of("contoso");
+    app.sim.fail_next(1, Fault::ManyRows(1000));
+
+    let answer = app.report("D7", &token).await;
+
+    assert_eq!(answer.status, 502, "{} bytes", answer.body.len());
+    assert_eq!(answer.error_code(), "invalidReport");
+    let message = answer.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("more than 7 rows"), "{message}");
+
+    let answer = app.report("D7", &token).await;
+
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.cache_status(), "MISS");
+    assert_eq!(answer.json(), expected_report(&app, &token, Period::D7));
 }

@@ -16,7 +16,7 @@
 //! `stalledErrorBody` (`status`, `ms` the body stalls), `delay`
 //! (`ms`), `outage` (`status`, before the token is checked), `downloadDelay` (`ms`), `downloadStatus` (`status`),
 //! `truncatedDownload`, `unterminatedChunks`, `malformedCsv`,
-//! `oversizedCsv` (`bytes`), `foreignRedirect` (`location`), `missingLocation`, `directCsv`.
+//! `oversizedCsv` (`bytes`), `manyRows` (`rows`), `foreignRedirect` (`location`), `missingLocation`, `directCsv`.
 //! For example `{"fault":"status","status":429,"retryAfter":2,"times":3}`. Any content type is
 //! accepted, so `curl -d` works as is.
 
@@ -79,6 +79,9 @@ enum FaultSpec {
     OversizedCsv {
         bytes: usize,
     },
+    ManyRows {
+        rows: usize,
+    },
     ForeignRedirect {
         location: String,
     },
@@ -131,6 +134,7 @@ impl FaultRequest {
             FaultSpec::UnterminatedChunks => Fault::UnterminatedChunks,
             FaultSpec::MalformedCsv => Fault::MalformedCsv,
             FaultSpec::OversizedCsv { bytes } => Fault::OversizedCsv(bytes),
+            FaultSpec::ManyRows { rows } => Fault::ManyRows(rows),
             FaultSpec::ForeignRedirect { location } => Fault::ForeignRedirect(location),
             FaultSpec::MissingLocation => Fault::MissingLocation,
             FaultSpec::DirectCsv => Fault::DirectCsv,
@@ -224,6 +228,7 @@ mod tests {
             r#"{"fault":"unterminatedChunks"}"#,
             r#"{"fault":"malformedCsv"}"#,
             r#"{"fault":"oversizedCsv","bytes":1000}"#,
+            r#"{"fault":"manyRows","rows":1000}"#,
             r#"{"fault":"foreignRedirect","location":"https://evil.example/x"}"#,
             r#"{"fault":"missingLocation"}"#,
             r#"{"fault":"directCsv"}"#,

@@ -235,6 +235,7 @@ fn body_shape(fault: Option<Fault>) -> CsvShape {
     match fault {
         Some(Fault::MalformedCsv) => CsvShape::Malformed,
         Some(Fault::OversizedCsv(bytes)) => CsvShape::Oversized(bytes),
+        Some(Fault::ManyRows(rows)) => CsvShape::ManyRows(rows),
         _ => CsvShape::Valid,
     }
 }

@@ -134,6 +134,9 @@ pub enum Fault {
     MalformedCsv,
     /// A well-formed CSV of at least this many bytes; applies like [`Fault::MalformedCsv`].
     OversizedCsv(usize),
+    /// A well-formed CSV with this many rows of distinct days, whatever the period; applies like
+    /// [`Fault::MalformedCsv`].
+    ManyRows(usize),
     /// The `302`'s `Location` is this URL instead of the simulator's own download.
     ForeignRedirect(String),
     /// A `302` without `Location`.

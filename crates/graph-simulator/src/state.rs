@@ -44,7 +44,7 @@ impl Fault {
             | Fault::DownloadStatus(_)
             | Fault::TruncatedDownload
             | Fault::UnterminatedChunks => target == Target::Download,
-            Fault::MalformedCsv | Fault::OversizedCsv(_) => {
+            Fault::MalformedCsv | Fault::OversizedCsv(_) | Fault::ManyRows(_) => {
                 matches!(target, Target::Download | Target::DirectBody)
             }
         }
