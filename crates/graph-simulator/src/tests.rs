@@ -507,86 +507,73 @@ async fn raw_download(location: &str) -> Vec<u8> {
     .unwrap()
 }
 
-fn split_head(raw: &[u8]) -> (String, &[u8]) {
+/// A D30 download under `fault` over a raw socket: its head (lowercase), what followed it,
+/// and the CSV a whole download has. The fault must have run out after it.
+async fn cut_download(fault: Fault) -> (String, Vec<u8>, Vec<u8>) {
+    let sim = simulator().await;
+    let token = test_token("contoso", None);
+    let location = send(report(&sim, &token, "D30"))
+        .await
+        .location()
+        .to_string();
+    let csv = sim.report_csv(&token, Period::D30);
+    sim.fail_next(1, fault);
+
+    let raw = raw_download(&location).await;
+
+    assert_eq!(download(&location).await.body, csv, "the fault ran out");
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .expect("a head")
         + 4;
-    (
-        String::from_utf8_lossy(&raw[..end]).to_lowercase(),
-        &raw[end..],
-    )
+    let head = String::from_utf8_lossy(&raw[..end]).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    (head, raw[end..].to_vec(), csv)
 }
 
-#[actix_web::test]
-async fn a_truncated_download_announces_more_than_it_sends_then_closes() {
-    let sim = simulator().await;
-    let token = test_token("contoso", None);
-    let location = send(report(&sim, &token, "D30"))
-        .await
-        .location()
-        .to_string();
-    let csv = sim.report_csv(&token, Period::D30);
-    sim.fail_next(1, Fault::TruncatedDownload);
-
-    let raw = raw_download(&location).await;
-
-    let (head, body) = split_head(&raw);
-    assert!(head.starts_with("http/1.1 200"), "{head}");
-    assert!(
-        head.contains(&format!("content-length: {}\r\n", csv.len())),
-        "{head}"
-    );
-    assert!(!head.contains("transfer-encoding"), "{head}");
-    assert!(
-        !body.is_empty() && body.len() < csv.len(),
-        "{} bytes",
-        body.len()
-    );
-    assert_eq!(body, &csv[..body.len()]);
-    // The fault ran out: the next download is whole.
-    assert_eq!(download(&location).await.body, csv);
-}
-
-#[actix_web::test]
-async fn unterminated_chunks_stop_before_the_last_chunk_then_close() {
-    let sim = simulator().await;
-    let token = test_token("contoso", None);
-    let location = send(report(&sim, &token, "D30"))
-        .await
-        .location()
-        .to_string();
-    let csv = sim.report_csv(&token, Period::D30);
-    sim.fail_next(1, Fault::UnterminatedChunks);
-
-    let raw = raw_download(&location).await;
-
-    let (head, mut body) = split_head(&raw);
-    assert!(head.starts_with("http/1.1 200"), "{head}");
-    assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
-    let mut data = Vec::new();
-    loop {
-        let line_end = body
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("a size line");
-        let size = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap(), 16);
-        let size = size.unwrap();
-        assert_ne!(size, 0, "the last chunk was sent");
-        data.extend_from_slice(&body[line_end + 2..line_end + 2 + size]);
-        body = &body[line_end + 2 + size + 2..];
-        if body.is_empty() {
-            break;
-        }
-    }
+/// `data` is the CSV's start, cut at a line break so that it reads as a shorter report.
+fn assert_cut_at_a_line(data: &[u8], csv: &[u8]) {
     assert!(
         !data.is_empty() && data.len() < csv.len(),
         "{} bytes",
         data.len()
     );
     assert_eq!(data, &csv[..data.len()]);
-    assert_eq!(download(&location).await.body, csv);
+    assert!(data.ends_with(b"\r\n"), "cut at a line break");
+}
+
+#[actix_web::test]
+async fn a_truncated_download_announces_more_than_it_sends_then_closes() {
+    let (head, body, csv) = cut_download(Fault::TruncatedDownload).await;
+
+    assert!(
+        head.contains(&format!("content-length: {}\r\n", csv.len())),
+        "{head}"
+    );
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    assert_cut_at_a_line(&body, &csv);
+}
+
+#[actix_web::test]
+async fn unterminated_chunks_stop_before_the_last_chunk_then_close() {
+    let (head, body, csv) = cut_download(Fault::UnterminatedChunks).await;
+
+    assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
+    let mut data = Vec::new();
+    let mut rest = &body[..];
+    while !rest.is_empty() {
+        let line_end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a size line");
+        let size = std::str::from_utf8(&rest[..line_end]).unwrap();
+        let size = usize::from_str_radix(size, 16).unwrap();
+        assert_ne!(size, 0, "the last chunk was sent");
+        data.extend_from_slice(&rest[line_end + 2..line_end + 2 + size]);
+        rest = &rest[line_end + 2 + size + 2..];
+    }
+    assert_cut_at_a_line(&data, &csv);
 }
 
 #[actix_web::test]
