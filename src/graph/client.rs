@@ -4,7 +4,7 @@ use actix_web::http::{
     StatusCode,
     header::{
         AUTHORIZATION, CONTENT_LENGTH, ETAG, HeaderMap, IF_NONE_MATCH, LOCATION, RETRY_AFTER,
-        USER_AGENT,
+        TRANSFER_ENCODING, USER_AGENT,
     },
 };
 use awc::error::{PayloadError, SendRequestError};
@@ -14,13 +14,17 @@ use serde::Deserialize;
 use tokio::time::{Instant, timeout_at};
 use url::Url;
 
-use super::{Allowlist, GraphError};
+use super::{
+    Allowlist, GraphError,
+    retry::{RetryPolicy, parse_retry_after},
+};
 use crate::{auth::BearerToken, metrics::Metrics, report::Period};
 
-/// Error bodies are small; anything larger is not worth reading.
-const MAX_ERROR_BODY: usize = 64 * 1024;
-/// First back-off step; doubled per retry, with jitter, capped by `max_retry_wait`.
-const BACKOFF_BASE: Duration = Duration::from_millis(200);
+/// An error's status line decides what it means; its body only adds Graph's code and message.
+/// Graph's error bodies are well under a kilobyte, so a body larger or slower than this is
+/// dropped rather than allowed to hold the answer up to the upstream timeout.
+const MAX_ERROR_BODY: usize = 16 * 1024;
+const ERROR_BODY_WAIT: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How the gateway talks to Graph; shared by every worker.
@@ -63,6 +67,7 @@ pub struct GraphClient {
     http: awc::Client,
     settings: Arc<UpstreamSettings>,
     report_url_prefix: String,
+    retry: RetryPolicy,
     metrics: Arc<Metrics>,
 }
 
@@ -89,6 +94,7 @@ impl GraphClient {
         tls: Arc<rustls::ClientConfig>,
     ) -> GraphClient {
         let connector = awc::Connector::new()
+            .connector(super::framing::tcp_connector())
             .rustls_0_23(tls)
             .timeout(CONNECT_TIMEOUT);
         let http = awc::Client::builder()
@@ -104,10 +110,15 @@ impl GraphClient {
             "{}/reports/getSkypeForBusinessActivityCounts",
             settings.graph_base_url.as_str().trim_end_matches('/')
         );
+        let retry = RetryPolicy {
+            max_retries: settings.max_retries,
+            max_wait: settings.max_retry_wait,
+        };
         GraphClient {
             http,
             settings,
             report_url_prefix,
+            retry,
             metrics,
         }
     }
@@ -132,7 +143,7 @@ impl GraphClient {
                 Ok(fetched) => return Ok(fetched),
                 Err(err) => err,
             };
-            let Some(wait) = self.retry_wait(&err, retries) else {
+            let Some(wait) = self.retry.wait(&err, retries, rand::random::<f64>()) else {
                 return Err(err);
             };
             if Instant::now() + wait >= deadline {
@@ -146,36 +157,6 @@ impl GraphClient {
             self.metrics.upstream_retries.inc();
             tokio::time::sleep(wait).await;
         }
-    }
-
-    /// How long to wait before the next try, or `None` when the error is final.
-    fn retry_wait(&self, err: &GraphError, retries_done: u32) -> Option<Duration> {
-        if retries_done >= self.settings.max_retries {
-            return None;
-        }
-        let retry_after = match err {
-            GraphError::Throttled { retry_after, .. } => *retry_after,
-            GraphError::Unavailable {
-                retryable: true,
-                retry_after,
-                ..
-            } => *retry_after,
-            _ => return None,
-        };
-        match retry_after {
-            // Graph said how long; waiting longer than we may is no better than answering now.
-            Some(wait) => (wait <= self.settings.max_retry_wait).then_some(wait),
-            None => Some(self.backoff(retries_done)),
-        }
-    }
-
-    /// Exponential back-off with jitter in [half, full] of the step, so that many gateways
-    /// that failed together do not retry together.
-    fn backoff(&self, retries_done: u32) -> Duration {
-        let step = BACKOFF_BASE
-            .saturating_mul(1 << retries_done.min(16))
-            .min(self.settings.max_retry_wait);
-        step.mul_f64(0.5 + rand::random::<f64>() * 0.5)
     }
 
     async fn attempt(
@@ -316,6 +297,8 @@ impl GraphClient {
     }
 
     /// Turns a failed report call into the error the caller gets; logs Graph's request id.
+    /// The status decides the error; without a readable body, the status' generic code and
+    /// message stand in for Graph's.
     async fn graph_failure(
         &self,
         status: StatusCode,
@@ -326,10 +309,10 @@ impl GraphClient {
         let headers = response.headers();
         let request_id = header_string(headers, "request-id");
         let retry_after = headers.get(RETRY_AFTER).and_then(parse_retry_after);
-        let body = response
-            .body()
-            .limit(MAX_ERROR_BODY)
+        let body = tokio::time::timeout(ERROR_BODY_WAIT, response.body().limit(MAX_ERROR_BODY))
             .await
+            .ok()
+            .and_then(Result::ok)
             .unwrap_or_default();
         let graph = serde_json::from_slice::<GraphErrorBody>(&body)
             .map(|b| b.error)
@@ -378,46 +361,45 @@ struct GraphErrorDetail {
     message: Option<String>,
 }
 
+/// Reads a report body of at most `limit` bytes. A body shorter than its `Content-Length` is a
+/// failed download: awc ends a body at end-of-file as if it were complete.
 async fn read_limited(
     response: &mut awc::ClientResponse<
         impl futures_util::Stream<Item = Result<Bytes, PayloadError>> + Unpin,
     >,
     limit: usize,
 ) -> Result<Bytes, GraphError> {
-    let declared = response
-        .headers()
+    let headers = response.headers();
+    // With chunked framing, a Content-Length says nothing about the body.
+    let declared = headers
         .get(CONTENT_LENGTH)
+        .filter(|_| !headers.contains_key(TRANSFER_ENCODING))
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+        .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(GraphError::TooLarge { limit });
     }
-    response.body().limit(limit).await.map_err(|err| match err {
-        PayloadError::Overflow => GraphError::TooLarge { limit },
-        other => GraphError::Unavailable {
-            detail: format!("reading the report failed: {other}"),
-            retryable: true,
-            retry_after: None,
-            request_id: None,
-        },
-    })
-}
-
-/// `Retry-After` as delay-seconds or as an HTTP-date (RFC 9110 10.2.3); a date in the past
-/// means now.
-fn parse_retry_after(value: &actix_web::http::header::HeaderValue) -> Option<Duration> {
-    let text = value.to_str().ok()?.trim();
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+    let failed = |detail: String| GraphError::Unavailable {
+        detail,
+        retryable: true,
+        retry_after: None,
+        request_id: None,
+    };
+    let body = response
+        .body()
+        .limit(limit)
+        .await
+        .map_err(|err| match err {
+            PayloadError::Overflow => GraphError::TooLarge { limit },
+            other => failed(format!("reading the report failed: {other}")),
+        })?;
+    match declared {
+        Some(len) if body.len() as u64 != len => Err(failed(format!(
+            "the report download ended after {} of its {len} bytes",
+            body.len()
+        ))),
+        _ => Ok(body),
     }
-    let date: std::time::SystemTime = text
-        .parse::<actix_web::http::header::HttpDate>()
-        .ok()?
-        .into();
-    Some(
-        date.duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
 }
 
 fn send_error(err: SendRequestError, peer: &str) -> GraphError {
@@ -462,26 +444,86 @@ fn origin_of(url: &Url) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use actix_web::http::header::HeaderValue;
+    use std::io::{Read, Write};
 
-    #[test]
-    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
-        let seconds = HeaderValue::from_static("120");
-        assert_eq!(parse_retry_after(&seconds), Some(Duration::from_secs(120)));
-        let later = std::time::SystemTime::now() + Duration::from_secs(90);
-        let date = HeaderValue::from_str(&httpdate_of(later)).unwrap();
-        let wait = parse_retry_after(&date).unwrap();
-        assert!(
-            wait > Duration::from_secs(85) && wait <= Duration::from_secs(90),
-            "{wait:?}"
-        );
-        let past = HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT");
-        assert_eq!(parse_retry_after(&past), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
+    use super::*;
+
+    /// A one-shot HTTP server on loopback that answers any request with `raw` and closes.
+    fn raw_server(raw: &'static [u8]) -> Url {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = stream.read(&mut buf).unwrap();
+                if n == 0 {
+                    return;
+                }
+                request.extend_from_slice(&buf[..n]);
+            }
+            stream.write_all(raw).unwrap();
+        });
+        format!("http://127.0.0.1:{port}/data/download/x?sig=y")
+            .parse()
+            .unwrap()
     }
 
-    fn httpdate_of(time: std::time::SystemTime) -> String {
-        actix_web::http::header::HttpDate::from(time).to_string()
+    fn client() -> GraphClient {
+        let settings = UpstreamSettings {
+            graph_base_url: "http://127.0.0.1:1/v1.0".parse().unwrap(),
+            allowlist: Allowlist::parse("http://127.0.0.1").unwrap(),
+            timeout: Duration::from_secs(5),
+            max_report_bytes: 1 << 20,
+            max_retries: 0,
+            max_retry_wait: Duration::from_secs(1),
+        };
+        GraphClient::new(Arc::new(settings), Arc::new(Metrics::new()), tls_config())
+    }
+
+    async fn download(raw: &'static [u8]) -> Result<Bytes, GraphError> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        client()
+            .download(&raw_server(raw), deadline)
+            .await
+            .map(|(_, body)| body)
+    }
+
+    fn assert_failed_download(result: Result<Bytes, GraphError>) {
+        match result {
+            Err(GraphError::Unavailable {
+                retryable: true, ..
+            }) => {}
+            other => panic!("expected a retryable failed download, got {other:?}"),
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_body_shorter_than_its_content_length_is_a_failed_download() {
+        let result = download(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc").await;
+        assert_failed_download(result);
+    }
+
+    #[actix_web::test]
+    async fn a_chunked_body_without_its_last_chunk_is_a_failed_download() {
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n9\r\nabc",
+        ] {
+            let raw: &'static [u8] = raw;
+            assert_failed_download(download(raw).await);
+        }
+    }
+
+    #[actix_web::test]
+    async fn complete_bodies_are_read_whole() {
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc"[..],
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n",
+        ] {
+            let raw: &'static [u8] = raw;
+            assert_eq!(download(raw).await.unwrap(), Bytes::from_static(b"abc"));
+        }
     }
 }

@@ -4,7 +4,10 @@
 mod allowlist;
 mod client;
 mod error;
+mod framing;
+mod retry;
 
 pub use allowlist::{Allowlist, is_loopback};
 pub use client::{Fetched, GraphClient, ReportCall, UpstreamSettings, tls_config};
 pub use error::GraphError;
+pub use retry::RetryPolicy;

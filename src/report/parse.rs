@@ -4,6 +4,8 @@
 //! Pure and panic-free on any input: a bad download must become a typed error (a 502 for the
 //! caller), never a crash or a half-read report in the cache.
 
+use std::collections::HashSet;
+
 use csv::{ByteRecord, ErrorKind, ReaderBuilder};
 
 use super::{Period, Report, ReportRow, cell};
@@ -30,6 +32,14 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Cell values quoted in an error are cut to this many characters: the message becomes part of
 /// an HTTP answer and a log line, and a hostile or broken download must not inflate either.
 const EXCERPT_CHARS: usize = 40;
+
+/// The most a row may take serialized. The longest row Graph can write (two dates, a period of
+/// three digits, three counts of twenty digits) takes under 200 bytes; the rest is room for a
+/// longer `Report Period` cell. With one row a day this bounds the body a report becomes, so a
+/// download within `--max-report-bytes` cannot become a far larger answer and cache entry.
+const MAX_ROW_JSON_BYTES: usize = 256;
+/// `{"period":"D180","reportRefreshDate":"YYYY-MM-DD","value":[]}` with room to spare.
+const MAX_ENVELOPE_JSON_BYTES: usize = 128;
 
 /// Why a downloaded CSV is not a usable report. The message is written for the gateway's
 /// callers (it becomes the `message` of an `invalidReport` answer); lines are 1-based lines of
@@ -75,6 +85,15 @@ pub enum ReportError {
     #[error("line {line}, column \"Report Period\": expected a number of days, found {value:?}")]
     InvalidReportPeriod { line: u64, value: String },
 
+    #[error("the {period} report has more than {limit} rows: it has one row per day of its period")]
+    TooManyRows { period: Period, limit: usize },
+
+    #[error("line {line}: a second row for the Report Date {date}")]
+    DuplicateDate { line: u64, date: String },
+
+    #[error("the report would take {bytes} bytes as JSON, more than the {limit} its rows allow")]
+    TooLarge { bytes: usize, limit: usize },
+
     /// Not expected from an in-memory CSV; kept so no reader error can go unreported.
     #[error("line {line}: the report is not readable CSV: {reason}")]
     Unreadable { line: u64, reason: String },
@@ -104,19 +123,64 @@ pub fn parse_report(csv: &[u8], period: Period) -> Result<Report, ReportError> {
     }
     let columns = Columns::locate(&record)?;
 
-    let mut rows = Vec::with_capacity(period.days() as usize);
+    // Graph writes one row per Report Date of the period, so more rows, or a date twice, is not
+    // Graph's report; stopping at the limit keeps a file of tiny rows from growing in memory.
+    let limit = period.days() as usize;
+    let mut rows = Vec::with_capacity(limit);
+    let mut dates = HashSet::with_capacity(limit);
     while records.read(&mut record)? {
-        rows.push(columns.row(&record, &records)?);
+        if rows.len() == limit {
+            return Err(ReportError::TooManyRows { period, limit });
+        }
+        let row = columns.row(&record, &records)?;
+        if !dates.insert(row.report_date.clone()) {
+            return Err(ReportError::DuplicateDate {
+                line: records.line_of(&record),
+                date: row.report_date,
+            });
+        }
+        rows.push(row);
     }
-    // Graph writes newest first, so this is normally a linear pass over sorted input; the sort
-    // is stable so rows of equal date keep the order Graph gave them.
+    // Graph writes newest first, so this is normally a linear pass over sorted input.
     rows.sort_by(|a, b| b.report_date.cmp(&a.report_date));
 
-    Ok(Report {
+    let report = Report {
         period,
         report_refresh_date: rows.first().map(|row| row.report_refresh_date.clone()),
         value: rows,
-    })
+    };
+    let limit = max_json_bytes(period);
+    let bytes = json_len(&report);
+    if bytes > limit {
+        return Err(ReportError::TooLarge { bytes, limit });
+    }
+    Ok(report)
+}
+
+/// The most a report of `period` may take as JSON.
+fn max_json_bytes(period: Period) -> usize {
+    period.days() as usize * (MAX_ROW_JSON_BYTES + 1) + MAX_ENVELOPE_JSON_BYTES
+}
+
+/// The length of `report` serialized, counted without building it.
+fn json_len(report: &Report) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Counting cannot fail and the model has only strings and integers; a failure would count
+    // as too large rather than pass unchecked.
+    match serde_json::to_writer(&mut count, report) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 /// Where each required column sits in a record.
@@ -812,20 +876,90 @@ mod tests {
     }
 
     #[test]
-    fn rows_of_the_same_date_keep_their_order() {
-        // Enough rows that an unstable sort would not happen to keep them by chance.
+    fn a_second_row_for_a_date_is_an_error() {
+        let csv = format!(
+            "{HEADER}\n2026-11-25,2026-11-25,7,1,,\n2026-11-25,2026-11-24,7,2,,\n\
+             2026-11-25,2026-11-25,7,3,,\n"
+        );
+
+        assert_eq!(
+            parse(&csv),
+            Err(ReportError::DuplicateDate {
+                line: 4,
+                date: "2026-11-25".to_owned(),
+            })
+        );
+    }
+
+    /// `n` rows of distinct days, with `period` in the cells.
+    fn rows(n: usize, period: &str) -> String {
         let mut csv = format!("{HEADER}\n");
-        for n in 0..60 {
-            let day = if n % 3 == 0 { 25 } else { 24 };
-            csv += &format!("2026-11-25,2026-11-{day},7,{n},,\n");
+        for i in 0..n {
+            let (year, month, day) = (2000 + i / 336, i / 28 % 12 + 1, i % 28 + 1);
+            csv += &format!("2026-11-25,{year}-{month:02}-{day:02},{period},1,2,3\n");
         }
+        csv
+    }
 
-        let report = parse(&csv).unwrap();
+    #[test]
+    fn a_report_has_at_most_one_row_per_day_of_its_period() {
+        for period in Period::ALL {
+            let days = period.days() as usize;
+            let full = parse_report(rows(days, "7").as_bytes(), period).unwrap();
+            assert_eq!(full.value.len(), days, "{period}");
+            assert_eq!(
+                parse_report(rows(days + 1, "7").as_bytes(), period),
+                Err(ReportError::TooManyRows {
+                    period,
+                    limit: days,
+                }),
+                "{period}"
+            );
+        }
+    }
 
-        let counts: Vec<_> = report.value.iter().filter_map(|r| r.peer_to_peer).collect();
-        let newest = (0..60).filter(|n| n % 3 == 0);
-        let older = (0..60).filter(|n| n % 3 != 0);
-        assert_eq!(counts, newest.chain(older).collect::<Vec<_>>());
+    #[test]
+    fn many_tiny_rows_stop_at_the_limit() {
+        assert_eq!(
+            parse(&rows(300_000, "7")),
+            Err(ReportError::TooManyRows {
+                period: Period::D7,
+                limit: 7,
+            })
+        );
+    }
+
+    #[test]
+    fn the_longest_row_graph_writes_fits_the_json_bound() {
+        let max = u64::MAX;
+        let csv = format!("{HEADER}\n2026-11-25,2026-11-25,180,{max},{max},{max}\n");
+        let report = parse_report(csv.as_bytes(), Period::D180).unwrap();
+        let row = serde_json::to_vec(&report.value[0]).unwrap();
+        assert!(row.len() < 200, "{} bytes", row.len());
+
+        let mut full = parse_report(rows(180, "180").as_bytes(), Period::D180).unwrap();
+        for row in &mut full.value {
+            (row.peer_to_peer, row.organized, row.participated) = (Some(max), Some(max), Some(max));
+        }
+        let body = serde_json::to_vec(&full).unwrap();
+        assert_eq!(json_len(&full), body.len());
+        assert!(body.len() <= max_json_bytes(Period::D180));
+    }
+
+    #[test]
+    fn rows_that_would_serialize_too_large_are_an_error() {
+        let long_period = "9".repeat(300);
+
+        let err = parse(&rows(7, &long_period)).unwrap_err();
+
+        assert!(
+            matches!(err, ReportError::TooLarge { bytes, limit } if bytes > limit && limit == 7 * 257 + 128),
+            "{err:?}"
+        );
+        assert_eq!(
+            parse(&rows(7, &"9".repeat(60))).map(|r| r.value.len()),
+            Ok(7)
+        );
     }
 
     #[test]
@@ -892,6 +1026,27 @@ mod tests {
                     value: "D7".to_owned(),
                 },
                 "line 2, column \"Report Period\": expected a number of days, found \"D7\"",
+            ),
+            (
+                ReportError::TooManyRows {
+                    period: Period::D30,
+                    limit: 30,
+                },
+                "the D30 report has more than 30 rows: it has one row per day of its period",
+            ),
+            (
+                ReportError::DuplicateDate {
+                    line: 9,
+                    date: "2026-11-20".to_owned(),
+                },
+                "line 9: a second row for the Report Date 2026-11-20",
+            ),
+            (
+                ReportError::TooLarge {
+                    bytes: 5000,
+                    limit: 1927,
+                },
+                "the report would take 5000 bytes as JSON, more than the 1927 its rows allow",
             ),
         ];
         for (err, message) in cases {

@@ -4,6 +4,7 @@ mod admission;
 mod cache;
 mod contract;
 mod errors;
+mod hardening;
 mod helpers;
 mod operations;
 mod reports;

@@ -12,9 +12,11 @@
 //! | `POST /_simulator/rejected-tokens` | `204`: report calls with the token `{"token":"..."}` get `401 InvalidAuthenticationToken`; `400` if the body is wrong |
 //!
 //! A fault body is `{"fault":KIND, ...fields, "times":N}` or `{..., "always":true}` (no `times`
-//! means once). Kinds and fields: `status` (`status`, optional `retryAfter` seconds), `delay`
-//! (`ms`), `outage` (`status`, before the token is checked), `downloadDelay` (`ms`), `downloadStatus` (`status`), `malformedCsv`,
-//! `oversizedCsv` (`bytes`), `foreignRedirect` (`location`), `missingLocation`, `directCsv`.
+//! means once). Kinds and fields: `status` (`status`, optional `retryAfter` seconds),
+//! `stalledErrorBody` (`status`, `ms` the body stalls), `delay`
+//! (`ms`), `outage` (`status`, before the token is checked), `downloadDelay` (`ms`), `downloadStatus` (`status`),
+//! `truncatedDownload`, `unterminatedChunks`, `malformedCsv`,
+//! `oversizedCsv` (`bytes`), `manyRows` (`rows`), `foreignRedirect` (`location`), `missingLocation`, `directCsv`.
 //! For example `{"fault":"status","status":429,"retryAfter":2,"times":3}`. Any content type is
 //! accepted, so `curl -d` works as is.
 
@@ -58,6 +60,10 @@ enum FaultSpec {
         status: u16,
         retry_after: Option<u64>,
     },
+    StalledErrorBody {
+        status: u16,
+        ms: u64,
+    },
     Delay {
         ms: u64,
     },
@@ -67,9 +73,14 @@ enum FaultSpec {
     DownloadStatus {
         status: u16,
     },
+    TruncatedDownload,
+    UnterminatedChunks,
     MalformedCsv,
     OversizedCsv {
         bytes: usize,
+    },
+    ManyRows {
+        rows: usize,
     },
     ForeignRedirect {
         location: String,
@@ -112,11 +123,18 @@ impl FaultRequest {
                 status: error_status(status)?,
                 retry_after,
             },
+            FaultSpec::StalledErrorBody { status, ms } => Fault::StalledErrorBody {
+                status: error_status(status)?,
+                stall: Duration::from_millis(ms),
+            },
             FaultSpec::Delay { ms } => Fault::Delay(Duration::from_millis(ms)),
             FaultSpec::DownloadDelay { ms } => Fault::DownloadDelay(Duration::from_millis(ms)),
             FaultSpec::DownloadStatus { status } => Fault::DownloadStatus(error_status(status)?),
+            FaultSpec::TruncatedDownload => Fault::TruncatedDownload,
+            FaultSpec::UnterminatedChunks => Fault::UnterminatedChunks,
             FaultSpec::MalformedCsv => Fault::MalformedCsv,
             FaultSpec::OversizedCsv { bytes } => Fault::OversizedCsv(bytes),
+            FaultSpec::ManyRows { rows } => Fault::ManyRows(rows),
             FaultSpec::ForeignRedirect { location } => Fault::ForeignRedirect(location),
             FaultSpec::MissingLocation => Fault::MissingLocation,
             FaultSpec::DirectCsv => Fault::DirectCsv,
@@ -202,11 +220,15 @@ mod tests {
             r#"{"fault":"status","status":429,"retryAfter":2}"#,
             r#"{"fault":"status","status":503}"#,
             r#"{"fault":"outage","status":503}"#,
+            r#"{"fault":"stalledErrorBody","status":401,"ms":10}"#,
             r#"{"fault":"delay","ms":10}"#,
             r#"{"fault":"downloadDelay","ms":10}"#,
             r#"{"fault":"downloadStatus","status":500}"#,
+            r#"{"fault":"truncatedDownload"}"#,
+            r#"{"fault":"unterminatedChunks"}"#,
             r#"{"fault":"malformedCsv"}"#,
             r#"{"fault":"oversizedCsv","bytes":1000}"#,
+            r#"{"fault":"manyRows","rows":1000}"#,
             r#"{"fault":"foreignRedirect","location":"https://evil.example/x"}"#,
             r#"{"fault":"missingLocation"}"#,
             r#"{"fault":"directCsv"}"#,

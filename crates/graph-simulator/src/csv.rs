@@ -37,6 +37,8 @@ pub(super) enum CsvShape {
     Malformed,
     /// Well-formed, but at least this many bytes.
     Oversized(usize),
+    /// Well-formed, with this many rows of distinct days (up to a century) whatever the period.
+    ManyRows(usize),
 }
 
 impl ReportData {
@@ -65,6 +67,7 @@ impl ReportData {
         let days = i64::from(self.period.days());
         let wants_more = |i: i64, len: usize| match shape {
             CsvShape::Oversized(min) => i < days || len < min,
+            CsvShape::ManyRows(rows) => i < rows as i64,
             _ => i < days,
         };
         let mut i = 0;
@@ -278,6 +281,22 @@ mod tests {
                 .iter()
                 .all(|l| l.split(',').count() == 6)
         );
+    }
+
+    #[test]
+    fn many_rows_has_that_many_rows_of_distinct_days() {
+        let lines = lines(&data("contoso", Period::D7).csv(CsvShape::ManyRows(1000)));
+        // header + rows + the blank line + what follows the final CRLF
+        assert_eq!(lines.len(), 1000 + 3);
+        let pos = column_order("contoso")
+            .iter()
+            .position(|&c| COLUMNS[c] == "Report Date")
+            .unwrap();
+        let dates: std::collections::HashSet<&str> = lines[1..1001]
+            .iter()
+            .map(|l| l.split(',').nth(pos).unwrap())
+            .collect();
+        assert_eq!(dates.len(), 1000);
     }
 
     #[test]

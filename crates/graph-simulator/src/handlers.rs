@@ -4,16 +4,22 @@
 //! Each call is decided first (under the state lock, quickly), recorded, then delayed by the
 //! configured latency and faults, then answered: a test can see a call the gateway abandoned.
 
-use std::time::{Duration, Instant};
+use std::{
+    io,
+    time::{Duration, Instant},
+};
 
 use actix_web::{
     HttpRequest, HttpResponse,
+    body::SizedStream,
     http::{
         StatusCode,
         header::{CONTENT_TYPE, ETAG, HeaderMap, IF_NONE_MATCH, LOCATION, RETRY_AFTER},
     },
     web,
 };
+
+use futures_util::StreamExt as _;
 
 use super::token::{bearer, claims};
 use super::{
@@ -104,6 +110,9 @@ fn answer_report(req: &HttpRequest, shared: &Shared) -> (Answer, Duration) {
             status,
             retry_after,
         }) => Answer::Error(GraphError::from_status(status, retry_after)),
+        Some(Fault::StalledErrorBody { status, stall }) => {
+            Answer::StalledError(GraphError::from_status(status, None), stall)
+        }
         _ if not_modified => Answer::NotModified { etag },
         Some(Fault::DirectCsv) => {
             let shape = body_shape(state.take_fault(Target::DirectBody));
@@ -180,6 +189,14 @@ fn answer_download(req: &HttpRequest, id: &str, shared: &Shared) -> (Answer, Dur
             },
             delay,
         ),
+        Some(fault @ (Fault::TruncatedDownload | Fault::UnterminatedChunks)) => (
+            Answer::CutCsv {
+                etag,
+                body: data.csv(CsvShape::Valid),
+                announce_length: matches!(fault, Fault::TruncatedDownload),
+            },
+            Duration::ZERO,
+        ),
         other => (
             Answer::Csv {
                 etag,
@@ -190,10 +207,35 @@ fn answer_download(req: &HttpRequest, id: &str, shared: &Shared) -> (Answer, Dur
     }
 }
 
+/// The whole lines of the first half of `body`, then an error that makes the server close the
+/// connection without ending the response. Cut at a line break, what arrived reads as a
+/// well-formed, shorter report: only the framing tells it apart. The pause lets the first part
+/// reach the wire before the error drops the connection's unsent output.
+fn cut_short(
+    mut body: Vec<u8>,
+) -> impl futures_util::Stream<Item = Result<web::Bytes, io::Error>> + 'static {
+    let half = body.len() / 2;
+    let cut = body[..half]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(half, |at| at + 1);
+    let rest = body.split_off(cut);
+    let first = futures_util::stream::once(async move { Ok(web::Bytes::from(body)) });
+    let cut = futures_util::stream::once(async move {
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            format!("simulated cut {} bytes before the end", rest.len()),
+        ))
+    });
+    first.chain(cut)
+}
+
 fn body_shape(fault: Option<Fault>) -> CsvShape {
     match fault {
         Some(Fault::MalformedCsv) => CsvShape::Malformed,
         Some(Fault::OversizedCsv(bytes)) => CsvShape::Oversized(bytes),
+        Some(Fault::ManyRows(rows)) => CsvShape::ManyRows(rows),
         _ => CsvShape::Valid,
     }
 }
@@ -390,6 +432,8 @@ impl GraphError {
 
 enum Answer {
     Error(GraphError),
+    /// The error's head at once, its body only after the pause.
+    StalledError(GraphError, Duration),
     NotModified {
         etag: String,
     },
@@ -401,6 +445,13 @@ enum Answer {
         etag: String,
         body: Vec<u8>,
     },
+    /// The first half of `body` (whole lines), then the connection closes: with the whole length
+    /// announced in `Content-Length`, or chunked without the last chunk.
+    CutCsv {
+        etag: String,
+        body: Vec<u8>,
+        announce_length: bool,
+    },
     /// A refused download: the blob store's status and a short text.
     Plain {
         status: StatusCode,
@@ -411,10 +462,10 @@ enum Answer {
 impl Answer {
     fn status(&self) -> StatusCode {
         match self {
-            Answer::Error(error) => error.status,
+            Answer::Error(error) | Answer::StalledError(error, _) => error.status,
             Answer::NotModified { .. } => StatusCode::NOT_MODIFIED,
             Answer::Found { .. } => StatusCode::FOUND,
-            Answer::Csv { .. } => StatusCode::OK,
+            Answer::Csv { .. } | Answer::CutCsv { .. } => StatusCode::OK,
             Answer::Plain { status, .. } => *status,
         }
     }
@@ -432,6 +483,18 @@ impl Answer {
                 }
                 res.json(error.body(ids))
             }
+            Answer::StalledError(error, stall) => {
+                let body = web::Bytes::from(error.body(ids).to_string());
+                let (first, rest) = body.split_at(1);
+                let (first, rest) = (body.slice_ref(first), body.slice_ref(rest));
+                let now = futures_util::stream::once(async move { Ok::<_, io::Error>(first) });
+                let later = futures_util::stream::once(async move {
+                    actix_web::rt::time::sleep(stall).await;
+                    Ok(rest)
+                });
+                res.insert_header((CONTENT_TYPE, "application/json"))
+                    .streaming(now.chain(later))
+            }
             Answer::NotModified { etag } => res.insert_header((ETAG, etag)).finish(),
             Answer::Found { etag, location } => {
                 res.insert_header((ETAG, etag));
@@ -444,6 +507,21 @@ impl Answer {
                 .insert_header((ETAG, etag))
                 .insert_header((CONTENT_TYPE, "application/octet-stream"))
                 .body(body),
+            Answer::CutCsv {
+                etag,
+                body,
+                announce_length,
+            } => {
+                res.insert_header((ETAG, etag))
+                    .insert_header((CONTENT_TYPE, "application/octet-stream"));
+                let length = body.len() as u64;
+                let half = cut_short(body);
+                if announce_length {
+                    res.body(SizedStream::new(length, half))
+                } else {
+                    res.streaming(half)
+                }
+            }
             Answer::Plain { text, .. } => res
                 .insert_header((CONTENT_TYPE, "text/plain; charset=utf-8"))
                 .body(text),

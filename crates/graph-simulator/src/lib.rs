@@ -114,17 +114,29 @@ pub enum Fault {
         status: u16,
         retry_after: Option<u64>,
     },
+    /// A report call answers this status (a Graph-shaped error) at once, but its body stalls:
+    /// the head and the first bytes are sent, the rest only after `stall`.
+    StalledErrorBody { status: u16, stall: Duration },
     /// A report call answers normally after this delay.
     Delay(Duration),
     /// A download answers normally after this delay.
     DownloadDelay(Duration),
     /// A download answers this status.
     DownloadStatus(u16),
+    /// A download announces the whole CSV in its `Content-Length`, sends the whole lines of its
+    /// first half and closes the connection, as a download cut off mid-way does.
+    TruncatedDownload,
+    /// A download sends the whole lines of the first half of the CSV in chunked encoding and
+    /// closes the connection without the terminating zero-length chunk.
+    UnterminatedChunks,
     /// The CSV lacks the `Organized` column and has garbage in `Peer-to-peer`. Applies to a
     /// download, or to the body of a report call answered under [`Fault::DirectCsv`].
     MalformedCsv,
     /// A well-formed CSV of at least this many bytes; applies like [`Fault::MalformedCsv`].
     OversizedCsv(usize),
+    /// A well-formed CSV with this many rows of distinct days, whatever the period; applies like
+    /// [`Fault::MalformedCsv`].
+    ManyRows(usize),
     /// The `302`'s `Location` is this URL instead of the simulator's own download.
     ForeignRedirect(String),
     /// A `302` without `Location`.

@@ -30,7 +30,9 @@ impl Fault {
     fn concerns(&self, target: Target) -> bool {
         match self {
             Fault::Outage(_) => target == Target::FrontDoor,
-            Fault::Status { .. } | Fault::Delay(_) => matches!(target, Target::Report { .. }),
+            Fault::Status { .. } | Fault::StalledErrorBody { .. } | Fault::Delay(_) => {
+                matches!(target, Target::Report { .. })
+            }
             // These change a report answer; a 304 has none, so they wait for a call that does.
             Fault::ForeignRedirect(_) | Fault::MissingLocation | Fault::DirectCsv => {
                 target
@@ -38,8 +40,11 @@ impl Fault {
                         not_modified: false,
                     }
             }
-            Fault::DownloadDelay(_) | Fault::DownloadStatus(_) => target == Target::Download,
-            Fault::MalformedCsv | Fault::OversizedCsv(_) => {
+            Fault::DownloadDelay(_)
+            | Fault::DownloadStatus(_)
+            | Fault::TruncatedDownload
+            | Fault::UnterminatedChunks => target == Target::Download,
+            Fault::MalformedCsv | Fault::OversizedCsv(_) | Fault::ManyRows(_) => {
                 matches!(target, Target::Download | Target::DirectBody)
             }
         }

@@ -378,6 +378,35 @@ async fn status_faults_answer_graph_errors_until_they_run_out() {
 }
 
 #[actix_web::test]
+async fn a_stalled_error_body_sends_its_head_at_once_and_its_body_late() {
+    let sim = simulator().await;
+    sim.fail_next(
+        1,
+        Fault::StalledErrorBody {
+            status: 401,
+            stall: Duration::from_millis(800),
+        },
+    );
+
+    let started = Instant::now();
+    let mut res = report(&sim, &test_token("contoso", None), "D7")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(res.status().as_u16(), 401);
+    assert!(started.elapsed() < Duration::from_millis(500));
+    let mut body = std::pin::pin!(res.body());
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut body).await;
+    assert!(early.is_err(), "the body finished early: {early:?}");
+    let body = body.await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(800));
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["error"]["code"], "InvalidAuthenticationToken");
+    assert_eq!(sim.report_calls(), 1);
+}
+
+#[actix_web::test]
 async fn fail_always_lasts_until_cleared() {
     let sim = simulator().await;
     let token = test_token("contoso", None);
@@ -454,6 +483,97 @@ async fn download_faults_shape_the_download_then_run_out() {
         1,
         "download faults are not report faults"
     );
+}
+
+/// GETs `location` over a raw socket and returns all it received until the server closed.
+async fn raw_download(location: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let rest = location.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let (host, path) = (host.to_string(), path.to_string());
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(&host).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
+        let mut received = Vec::new();
+        stream
+            .read_to_end(&mut received)
+            .expect("the server closes the connection");
+        received
+    })
+    .await
+    .unwrap()
+}
+
+/// A D30 download under `fault` over a raw socket: its head (lowercase), what followed it,
+/// and the CSV a whole download has. The fault must have run out after it.
+async fn cut_download(fault: Fault) -> (String, Vec<u8>, Vec<u8>) {
+    let sim = simulator().await;
+    let token = test_token("contoso", None);
+    let location = send(report(&sim, &token, "D30"))
+        .await
+        .location()
+        .to_string();
+    let csv = sim.report_csv(&token, Period::D30);
+    sim.fail_next(1, fault);
+
+    let raw = raw_download(&location).await;
+
+    assert_eq!(download(&location).await.body, csv, "the fault ran out");
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    let head = String::from_utf8_lossy(&raw[..end]).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    (head, raw[end..].to_vec(), csv)
+}
+
+/// `data` is the CSV's start, cut at a line break so that it reads as a shorter report.
+fn assert_cut_at_a_line(data: &[u8], csv: &[u8]) {
+    assert!(
+        !data.is_empty() && data.len() < csv.len(),
+        "{} bytes",
+        data.len()
+    );
+    assert_eq!(data, &csv[..data.len()]);
+    assert!(data.ends_with(b"\r\n"), "cut at a line break");
+}
+
+#[actix_web::test]
+async fn a_truncated_download_announces_more_than_it_sends_then_closes() {
+    let (head, body, csv) = cut_download(Fault::TruncatedDownload).await;
+
+    assert!(
+        head.contains(&format!("content-length: {}\r\n", csv.len())),
+        "{head}"
+    );
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    assert_cut_at_a_line(&body, &csv);
+}
+
+#[actix_web::test]
+async fn unterminated_chunks_stop_before_the_last_chunk_then_close() {
+    let (head, body, csv) = cut_download(Fault::UnterminatedChunks).await;
+
+    assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
+    let mut data = Vec::new();
+    let mut rest = &body[..];
+    while !rest.is_empty() {
+        let line_end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a size line");
+        let size = std::str::from_utf8(&rest[..line_end]).unwrap();
+        let size = usize::from_str_radix(size, 16).unwrap();
+        assert_ne!(size, 0, "the last chunk was sent");
+        data.extend_from_slice(&rest[line_end + 2..line_end + 2 + size]);
+        rest = &rest[line_end + 2 + size + 2..];
+    }
+    assert_cut_at_a_line(&data, &csv);
 }
 
 #[actix_web::test]

@@ -36,7 +36,13 @@ proptest! {
         layout in layout(),
         period in select(Period::ALL.to_vec()),
     ) {
-        let mut rows = rows;
+        // Graph's report has one row per Report Date, at most one per day of its period.
+        let mut seen = std::collections::HashSet::new();
+        let mut rows: Vec<WrittenRow> = rows
+            .into_iter()
+            .filter(|w| seen.insert(w.row.report_date.clone()))
+            .take(period.days() as usize)
+            .collect();
         match order {
             0 => {}
             1 => rows.sort_by(|a, b| b.row.report_date.cmp(&a.row.report_date)),
@@ -58,6 +64,34 @@ proptest! {
             "csv: {:?}",
             csv
         );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn a_report_repeating_a_date_or_longer_than_its_period_is_refused(
+        rows in vec(written_row(), 2..200),
+        layout in layout(),
+        period in select(Period::ALL.to_vec()),
+    ) {
+        let csv = write_csv(&rows, &layout);
+        let mut seen = std::collections::HashSet::new();
+        let repeats = !rows.iter().all(|w| seen.insert(&w.row.report_date));
+        let too_many = rows.len() > period.days() as usize;
+
+        let report = parse_report(csv.as_bytes(), period);
+
+        match report {
+            Ok(report) => prop_assert!(!repeats && !too_many, "accepted {} rows", report.value.len()),
+            Err(ReportError::DuplicateDate { .. }) => prop_assert!(repeats),
+            Err(ReportError::TooManyRows { limit, .. }) => {
+                prop_assert!(too_many);
+                prop_assert_eq!(limit, period.days() as usize);
+            }
+            Err(other) => prop_assert!(false, "unexpected {:?}", other),
+        }
     }
 }
 
@@ -164,8 +198,8 @@ struct Layout {
 fn written_row() -> impl Strategy<Value = WrittenRow> {
     let row = (
         date(),
-        // Mostly a narrow window, so rows of equal date (and so the sort's stability) are
-        // common.
+        // Mostly a narrow window, so that rows of equal date are common and the reports that
+        // repeat one are tested too.
         prop_oneof![date(), (20..=25u32).prop_map(|d| format!("2026-11-{d}"))],
         prop_oneof![
             select(vec!["7", "30", "90", "180"]).prop_map(str::to_owned),
