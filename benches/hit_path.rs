@@ -92,6 +92,7 @@ fn hit_path(c: &mut Criterion) {
         fp,
         TokenEntry {
             tenant: Arc::clone(&tenant_id),
+            app: "app".into(),
             expires_at: None,
         },
     ));

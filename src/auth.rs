@@ -134,6 +134,8 @@ pub struct Claims {
     pub tid: Option<String>,
     /// Expiry, seconds since the Unix epoch.
     pub exp: Option<f64>,
+    /// The client application: `appid` in v1 tokens, `azp` in v2 tokens.
+    pub app: Option<String>,
 }
 
 impl Claims {
@@ -156,12 +158,22 @@ impl Claims {
                 .and_then(|v| v.as_str())
                 .map(str::to_owned),
             exp: payload.get("exp").and_then(serde_json::Value::as_f64),
+            app: ["appid", "azp"]
+                .iter()
+                .find_map(|claim| payload.get(*claim).and_then(|v| v.as_str()))
+                .filter(|app| is_plausible_tenant(app))
+                .map(str::to_owned),
         })
     }
 
     /// The `tid` claim if it looks like a tenant id (a GUID or a short domain-like name).
     pub fn tenant(&self) -> Option<&str> {
         self.tid.as_deref().filter(|tid| is_plausible_tenant(tid))
+    }
+
+    /// The `appid` or `azp` claim, if it looks like an application id (a GUID).
+    pub fn app(&self) -> Option<&str> {
+        self.app.as_deref()
     }
 
     /// `exp` as whole seconds since the epoch, if present and sane.
@@ -259,6 +271,16 @@ mod tests {
         let claims = Claims::unverified(&jwt(r#"{"tid":"contoso-1","exp":1700000000.5}"#)).unwrap();
         assert_eq!(claims.tenant(), Some("contoso-1"));
         assert_eq!(claims.expires_at(), Some(1_700_000_000));
+    }
+
+    #[test]
+    fn the_app_is_appid_in_v1_tokens_and_azp_in_v2_tokens() {
+        let app = |payload: &str| Claims::unverified(&jwt(payload)).unwrap().app;
+        let id = "1fec8e78-bce4-4aaf-ab1b-5451cc387264";
+        assert_eq!(app(&format!(r#"{{"appid":"{id}"}}"#)).as_deref(), Some(id));
+        assert_eq!(app(&format!(r#"{{"azp":"{id}"}}"#)).as_deref(), Some(id));
+        assert_eq!(app(r#"{"tid":"contoso"}"#), None);
+        assert_eq!(app(r#"{"appid":"not an id!"}"#), None);
     }
 
     #[test]

@@ -35,6 +35,9 @@ use crate::{
 pub struct TokenEntry {
     /// The cache partition of the token: its `tid`, or its fingerprint for an opaque token.
     pub tenant: Arc<str>,
+    /// The application Graph's budget counts the token's calls against: its `appid` or `azp`,
+    /// or its fingerprint when it has neither.
+    pub app: Arc<str>,
     /// The token's `exp`, seconds since the epoch.
     pub expires_at: Option<u64>,
 }

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, num::NonZeroUsize, time::Duration};
 use clap::{CommandFactory, FromArgMatches, Parser, parser::ValueSource};
 use url::Url;
 
-use crate::graph::Allowlist;
+use crate::{graph::Allowlist, service::Rate};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -75,6 +75,21 @@ pub struct Config {
     )]
     pub max_concurrent_upstream: NonZeroUsize,
 
+    /// Graph's budget per app and tenant: the most report calls started for one (tenant, app,
+    /// report function) in any sliding window of this length, retries included.
+    #[arg(long, env = "SKYPE_GATEWAY_GRAPH_BUDGET", default_value = "14/10m", value_parser = Rate::parse)]
+    pub graph_budget: Rate,
+
+    /// Graph's budget per tenant, all apps: the most report calls started for one (tenant,
+    /// report function) in any sliding window of this length.
+    #[arg(long, env = "SKYPE_GATEWAY_GRAPH_TENANT_BUDGET", default_value = "40/10m", value_parser = Rate::parse)]
+    pub graph_tenant_budget: Rate,
+
+    /// Calls of an app's window that revalidations of entries a known user could be served
+    /// stale may not spend: they are kept for tokens with no other way in.
+    #[arg(long, env = "SKYPE_GATEWAY_GRAPH_BUDGET_RESERVE", default_value_t = 4)]
+    pub graph_budget_reserve: u32,
+
     /// Most report calls waiting for a free upstream slot; beyond it a request is answered 503
     /// `overloaded` at once (or STALE, where a stale copy may be served).
     #[arg(long, env = "SKYPE_GATEWAY_MAX_QUEUED_UPSTREAM", default_value_t = 64)]
@@ -137,6 +152,12 @@ impl Config {
         }
         if self.cache_max_bytes == 0 {
             return Err("--cache-max-bytes must be greater than zero".into());
+        }
+        if self.graph_budget_reserve > self.graph_budget.calls / 2 {
+            return Err(format!(
+                "--graph-budget-reserve {} must be at most half of --graph-budget ({} calls)",
+                self.graph_budget_reserve, self.graph_budget.calls
+            ));
         }
         if self.max_report_bytes == 0 {
             return Err("--max-report-bytes must be greater than zero".into());

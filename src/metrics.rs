@@ -22,6 +22,9 @@ const UPSTREAM_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
+/// The reasons of `skype_gateway_upstream_deferred_total`.
+pub const DEFER_REASONS: [&str; 3] = ["paused", "budget", "overloaded"];
+
 pub struct Metrics {
     registry: Registry,
     /// Answers by method, route template and status code.
@@ -39,6 +42,10 @@ pub struct Metrics {
     pub upstream_request_duration: HistogramVec,
     /// Retries of the report call.
     pub upstream_retries: IntCounter,
+    /// Report calls not made, by reason: `paused` (Graph said wait), `budget` (the window is
+    /// spent, or only its reserve is left for a caller who can be served stale), `overloaded`
+    /// (no upstream slot in time).
+    pub upstream_deferred: IntCounterVec,
     /// Report cache entries, as moka counts them at scrape time.
     pub cache_entries: IntGauge,
     /// Weighted size of the report cache in bytes, at scrape time.
@@ -101,6 +108,14 @@ impl Metrics {
                 "Retries of the Graph report call.",
             )
             .expect("valid metric"),
+            upstream_deferred: IntCounterVec::new(
+                Opts::new(
+                    "skype_gateway_upstream_deferred_total",
+                    "Graph report calls not made, by reason.",
+                ),
+                &["reason"],
+            )
+            .expect("valid metric"),
             cache_entries: IntGauge::new("skype_gateway_cache_entries", "Report cache entries.")
                 .expect("valid metric"),
             cache_bytes: IntGauge::new(
@@ -115,13 +130,18 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
+        // Every reason is exported from the start, so alerts on a rate() never lack a series.
+        for reason in DEFER_REASONS {
+            self.upstream_deferred.with_label_values(&[reason]);
+        }
+        let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
             Box::new(self.http_requests.clone()),
             Box::new(self.http_request_duration.clone()),
             Box::new(self.cache_lookups.clone()),
             Box::new(self.upstream_requests.clone()),
             Box::new(self.upstream_request_duration.clone()),
             Box::new(self.upstream_retries.clone()),
+            Box::new(self.upstream_deferred.clone()),
             Box::new(self.cache_entries.clone()),
             Box::new(self.cache_bytes.clone()),
         ];
@@ -147,6 +167,10 @@ impl Metrics {
     pub fn record_cache(&self, status: CacheStatus) {
         // `CacheStatus::ALL` lists the variants in declaration order, so this is its series.
         self.cache_lookup_series[status as usize].inc();
+    }
+
+    pub fn record_deferred(&self, reason: &str) {
+        self.upstream_deferred.with_label_values(&[reason]).inc();
     }
 
     pub fn record_upstream(&self, call: &str, status: &str, seconds: f64) {

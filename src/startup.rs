@@ -11,10 +11,10 @@ mod demo;
 use crate::{
     cache::{Caches, Freshness},
     config::Config,
-    graph::{GraphClient, UpstreamSettings, tls_config},
+    graph::{GraphClient, RetryPolicy, UpstreamSettings, tls_config},
     metrics::Metrics,
     routes::{self, health::Readiness},
-    service::{AdmissionSettings, ReportService, Reports, ServiceSettings},
+    service::{AdmissionSettings, BudgetSettings, ReportService, Reports, ServiceSettings},
     telemetry,
 };
 
@@ -53,6 +53,15 @@ impl Application {
                     capacity: config.max_concurrent_upstream.get(),
                     max_queued: config.max_queued_upstream,
                 },
+                retry: RetryPolicy {
+                    max_retries: config.max_retries,
+                    max_wait: config.max_retry_wait,
+                },
+                budget: BudgetSettings {
+                    per_app: config.graph_budget,
+                    per_tenant: config.graph_tenant_budget,
+                    reserve: config.graph_budget_reserve,
+                },
             },
         ));
         let settings = Arc::new(UpstreamSettings {
@@ -60,8 +69,6 @@ impl Application {
             allowlist: config.download_allowlist.clone(),
             timeout: config.upstream_timeout,
             max_report_bytes: config.max_report_bytes,
-            max_retries: config.max_retries,
-            max_retry_wait: config.max_retry_wait,
         });
         let tls = tls_config();
         let readiness = Readiness::new();

@@ -71,6 +71,9 @@ CONFIG_ENV = {
     "shutdownTimeout": "SKYPE_GATEWAY_SHUTDOWN_TIMEOUT",
     "maxConcurrentUpstream": "SKYPE_GATEWAY_MAX_CONCURRENT_UPSTREAM",
     "maxQueuedUpstream": "SKYPE_GATEWAY_MAX_QUEUED_UPSTREAM",
+    "graphBudget": "SKYPE_GATEWAY_GRAPH_BUDGET",
+    "graphTenantBudget": "SKYPE_GATEWAY_GRAPH_TENANT_BUDGET",
+    "graphBudgetReserve": "SKYPE_GATEWAY_GRAPH_BUDGET_RESERVE",
     "logLevel": "RUST_LOG",
 }
 # Set by the demo itself (the simulator's URL), so the chart leaves them out in demo mode.

@@ -14,10 +14,7 @@ use serde::Deserialize;
 use tokio::time::{Instant, timeout_at};
 use url::Url;
 
-use super::{
-    Allowlist, GraphError,
-    retry::{RetryPolicy, parse_retry_after},
-};
+use super::{Allowlist, GraphError, REPORT_FUNCTION, retry::parse_retry_after};
 use crate::{auth::BearerToken, metrics::Metrics, report::Period};
 
 /// An error's status line decides what it means; its body only adds Graph's code and message.
@@ -34,8 +31,6 @@ pub struct UpstreamSettings {
     pub allowlist: Allowlist,
     pub timeout: Duration,
     pub max_report_bytes: usize,
-    pub max_retries: u32,
-    pub max_retry_wait: Duration,
 }
 
 /// One report call as the service asks for it: whose token, which report, which ETag to
@@ -67,7 +62,6 @@ pub struct GraphClient {
     http: awc::Client,
     settings: Arc<UpstreamSettings>,
     report_url_prefix: String,
-    retry: RetryPolicy,
     metrics: Arc<Metrics>,
 }
 
@@ -107,59 +101,27 @@ impl GraphClient {
             ))
             .finish();
         let report_url_prefix = format!(
-            "{}/reports/getSkypeForBusinessActivityCounts",
+            "{}/reports/{REPORT_FUNCTION}",
             settings.graph_base_url.as_str().trim_end_matches('/')
         );
-        let retry = RetryPolicy {
-            max_retries: settings.max_retries,
-            max_wait: settings.max_retry_wait,
-        };
         GraphClient {
             http,
             settings,
             report_url_prefix,
-            retry,
             metrics,
         }
     }
 
-    /// The conditional report call with retries, the redirect and the download, all by the
-    /// call's deadline.
-    pub async fn fetch(&self, call: ReportCall<'_>) -> Result<Fetched, GraphError> {
+    /// One try of the conditional report call, the redirect and the download, by the call's
+    /// deadline. Whether and when to try again is the caller's to decide.
+    pub async fn attempt(&self, call: ReportCall<'_>) -> Result<Fetched, GraphError> {
         let deadline = Instant::from_std(call.deadline);
-        timeout_at(deadline, self.fetch_with_retries(call, deadline))
+        timeout_at(deadline, self.try_once(call, deadline))
             .await
             .unwrap_or(Err(GraphError::Timeout))
     }
 
-    async fn fetch_with_retries(
-        &self,
-        call: ReportCall<'_>,
-        deadline: Instant,
-    ) -> Result<Fetched, GraphError> {
-        let mut retries = 0;
-        loop {
-            let err = match self.attempt(call, deadline).await {
-                Ok(fetched) => return Ok(fetched),
-                Err(err) => err,
-            };
-            let Some(wait) = self.retry.wait(&err, retries, rand::random::<f64>()) else {
-                return Err(err);
-            };
-            if Instant::now() + wait >= deadline {
-                return Err(err);
-            }
-            warn!(
-                "graph report call failed, retrying in {wait:?}: {err} (graph request-id {})",
-                err.request_id().unwrap_or("-")
-            );
-            retries += 1;
-            self.metrics.upstream_retries.inc();
-            tokio::time::sleep(wait).await;
-        }
-    }
-
-    async fn attempt(
+    async fn try_once(
         &self,
         call: ReportCall<'_>,
         deadline: Instant,
@@ -476,8 +438,6 @@ mod tests {
             allowlist: Allowlist::parse("http://127.0.0.1").unwrap(),
             timeout: Duration::from_secs(5),
             max_report_bytes: 1 << 20,
-            max_retries: 0,
-            max_retry_wait: Duration::from_secs(1),
         };
         GraphClient::new(Arc::new(settings), Arc::new(Metrics::new()), tls_config())
     }

@@ -1,5 +1,5 @@
 //! The Graph client: the conditional report call, hand-resolved redirects to an allowlisted
-//! download host, retries, and the errors of that boundary.
+//! download host, the retry policy, and the errors of that boundary.
 
 mod allowlist;
 mod client;
@@ -11,3 +11,6 @@ pub use allowlist::{Allowlist, is_loopback};
 pub use client::{Fetched, GraphClient, ReportCall, UpstreamSettings, tls_config};
 pub use error::GraphError;
 pub use retry::RetryPolicy;
+
+/// The report function the gateway serves; Graph's budget is counted per function.
+pub const REPORT_FUNCTION: &str = "getSkypeForBusinessActivityCounts";

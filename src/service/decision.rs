@@ -104,6 +104,9 @@ pub enum Outcome {
     Failed,
     /// The call was not made: no slot for it at the admission point in time.
     Overloaded,
+    /// The call was not made: Graph said to wait (a 429 not yet over), or the budget's window
+    /// has no room for it.
+    Deferred,
 }
 
 impl Outcome {
@@ -157,12 +160,16 @@ pub fn decide(token: TokenState, entry: EntryState, outcome: Option<Outcome>) ->
         Some(Outcome::Report) => Verdict::Store,
         // A refusal is never answered from cache, however fresh the entry.
         Some(Outcome::Refused) => Verdict::Fail { forget_token: true },
-        Some(Outcome::Transient | Outcome::Overloaded) if validated && entry.may_stand_in() => {
+        Some(Outcome::Transient | Outcome::Overloaded | Outcome::Deferred)
+            if validated && entry.may_stand_in() =>
+        {
             Verdict::ServeStale
         }
-        Some(Outcome::Transient | Outcome::Failed | Outcome::Overloaded) => Verdict::Fail {
-            forget_token: false,
-        },
+        Some(Outcome::Transient | Outcome::Failed | Outcome::Overloaded | Outcome::Deferred) => {
+            Verdict::Fail {
+                forget_token: false,
+            }
+        }
     }
 }
 
@@ -216,6 +223,12 @@ mod tests {
         ("no slot, validated, stale entry: STALE",      Validated, Stale,   Some(Overloaded), ServeStale),
         ("no slot, new token: error",                   Unknown,   Fresh,   Some(Overloaded), KEEP),
         ("no slot, validated, no entry: error",         Validated, Absent,  Some(Overloaded), KEEP),
+        // No call may be made (Graph said wait, or the budget is spent): a validated token's
+        // entry is served STALE, anything else gets 429.
+        ("deferred, validated, stale entry: STALE",     Validated, Stale,   Some(Deferred), ServeStale),
+        ("deferred, validated, fresh entry: STALE",     Validated, Fresh,   Some(Deferred), ServeStale),
+        ("deferred, new token: error",                  Unknown,   Stale,   Some(Deferred), KEEP),
+        ("deferred, validated, past stale-ttl: error",  Validated, Expired, Some(Deferred), KEEP),
         // A token Graph refused a moment ago is refused again without a call.
         ("recently refused, fresh entry: refuse",       RecentlyRefused, Fresh,  None, Refuse),
         ("recently refused, no entry: refuse",          RecentlyRefused, Absent, None, Refuse),
@@ -240,6 +253,7 @@ mod tests {
             Some(Transient),
             Some(Failed),
             Some(Overloaded),
+            Some(Deferred),
         ];
         for token in tokens {
             for entry in entries {
@@ -251,7 +265,7 @@ mod tests {
                     }
                     if verdict == ServeStale {
                         assert_eq!(token, Validated);
-                        assert!(matches!(outcome, Some(Transient | Overloaded)));
+                        assert!(matches!(outcome, Some(Transient | Overloaded | Deferred)));
                         assert!(matches!(entry, Fresh | Stale));
                     }
                     if token == RecentlyRefused && outcome.is_none() {

@@ -7,6 +7,7 @@
 //! with that worker's upstream (awc's client is per worker), and is all the routes see.
 
 mod admission;
+mod budget;
 mod decision;
 mod upstream;
 
@@ -30,6 +31,9 @@ use log::warn;
 use tokio::sync::{Notify, oneshot};
 
 pub use admission::{Admission, AdmissionSettings, Priority, Rejected};
+pub use budget::{
+    Budget, BudgetKey, BudgetSettings, DEFAULT_PAUSE, DeferReason, Deferral, Need, Rate,
+};
 pub use decision::{CacheStatus, EntryState, Outcome, TokenState, Verdict, decide};
 pub use upstream::Upstream;
 
@@ -37,7 +41,7 @@ use crate::{
     auth::{BearerToken, Claims, Fingerprint, Fingerprinter},
     cache::{Caches, Refusal, ReportEntry, ReportKey, TokenEntry, unix_now},
     error::ApiError,
-    graph::{Fetched, GraphClient, GraphError, ReportCall},
+    graph::{Fetched, GraphClient, GraphError, REPORT_FUNCTION, ReportCall, RetryPolicy},
     metrics::Metrics,
     report::{Period, parse_report},
 };
@@ -68,6 +72,8 @@ pub struct ServiceSettings {
     /// Deadline of one report request's upstream work, queueing included (`--upstream-timeout`).
     pub upstream_timeout: Duration,
     pub admission: AdmissionSettings,
+    pub retry: RetryPolicy,
+    pub budget: BudgetSettings,
 }
 
 /// One worker's handle on the report service: the shared service and this worker's upstream.
@@ -111,6 +117,8 @@ struct FetchJob {
     expires_at: Option<u64>,
     /// Where the call waits for a slot if it must.
     priority: Priority,
+    /// Whose budget the call spends.
+    budget_key: BudgetKey,
     request_id: String,
     /// When the first caller stops waiting.
     deadline: Instant,
@@ -166,6 +174,7 @@ pub struct ReportService {
     fingerprinter: Fingerprinter,
     metrics: Arc<Metrics>,
     admission: Arc<Admission>,
+    budget: Budget,
     settings: ServiceSettings,
     /// Fetches under way, by (token, period): concurrent requests share one.
     in_flight: Mutex<HashMap<(Fingerprint, Period), Flight>>,
@@ -178,6 +187,7 @@ impl ReportService {
             fingerprinter: Fingerprinter::random(),
             metrics,
             admission: Admission::new(settings.admission),
+            budget: Budget::new(settings.budget),
             settings,
             in_flight: Mutex::new(HashMap::new()),
         }
@@ -196,17 +206,26 @@ impl ReportService {
         // A known token's partition was computed when Graph accepted it; only a new token's
         // claims are read (the hit path skips the base64 and JSON work).
         let mut refusal = None;
-        let (tenant, expires_at, priority) = match &known {
-            Some(t) => (Arc::clone(&t.tenant), t.expires_at, Priority::Validated),
+        let (tenant, app, expires_at, priority) = match &known {
+            Some(t) => (
+                Arc::clone(&t.tenant),
+                Arc::clone(&t.app),
+                t.expires_at,
+                Priority::Validated,
+            ),
             None => {
                 refusal = self.caches.refusal(&fp).await;
                 let claims = Claims::unverified(token.token()).unwrap_or_default();
-                let tenant: Arc<str> = match claims.tenant() {
-                    Some(tid) => tid.into(),
-                    None => format!("token:{}", fp.to_hex()).into(),
-                };
-                (tenant, claims.expires_at(), priority_of(&claims))
+                let own = || -> Arc<str> { format!("token:{}", fp.to_hex()).into() };
+                let tenant = claims.tenant().map_or_else(own, Arc::from);
+                let app = claims.app().map_or_else(own, Arc::from);
+                (tenant, app, claims.expires_at(), priority_of(&claims))
             }
+        };
+        let budget_key = BudgetKey {
+            tenant: Arc::clone(&tenant),
+            app,
+            function: REPORT_FUNCTION,
         };
         let key = ReportKey { tenant, period };
         let cached = self.caches.report(&key).await;
@@ -233,6 +252,7 @@ impl ReportService {
                     token: token.clone(),
                     expires_at,
                     priority,
+                    budget_key,
                     request_id: request_id.to_owned(),
                     deadline: now + self.settings.upstream_timeout,
                 };
@@ -299,10 +319,11 @@ impl ReportService {
     }
 
     /// One flight: the facts read again (a flight that landed between the request's look at the
-    /// cache and its look at the in-flight map has already done the work), at most one call to
-    /// Graph, and the verdict on its answer carried out. When the callers may be answered before
-    /// the call is made (a stale copy, while the call waits for a slot), `answer` is used then
-    /// and the flight goes on to refresh the entry.
+    /// cache and its look at the in-flight map has already done the work), calls to Graph as
+    /// the admission point, Graph's budget and the retry policy allow, and the verdict on the
+    /// last answer carried out. When the callers may be answered before Graph has (a stale
+    /// copy, while the call waits for a slot or for a retry), `answer` is used then and the
+    /// flight goes on to refresh the entry.
     async fn settle(
         &self,
         upstream: &impl Upstream,
@@ -322,8 +343,17 @@ impl ReportService {
             Verdict::Revalidate => cached.as_ref().and_then(|e| e.graph_etag.as_deref()),
             _ => None,
         };
-        let start_by = job.deadline.checked_sub(self.min_call_time());
-        let admitted = match start_by {
+        // Whether this caller may be served the entry should Graph fail: then it waits for
+        // nothing, and the call may not spend the budget's reserve.
+        let may_stand_in = decide(token, entry, Some(Outcome::Transient)) == Verdict::ServeStale;
+        let answer_stale = |answer: &mut Option<oneshot::Sender<FetchResult>>| {
+            if may_stand_in && let (Some(cached), Some(tx)) = (&cached, answer.take()) {
+                let stale = self.served(Arc::clone(cached), CacheStatus::Stale, Instant::now());
+                let _ = tx.send(Ok(stale));
+            }
+        };
+
+        let admitted = match job.deadline.checked_sub(self.min_call_time()) {
             None => Err(Rejected::TimedOut),
             Some(start_by) => {
                 let mut admit = std::pin::pin!(self.admission.admit(job.priority, start_by));
@@ -332,13 +362,7 @@ impl ReportService {
                 } else if job.priority == Priority::Validated {
                     // No slot now: a caller who may see a stale copy gets it at once, and the
                     // fetch still lands for the callers to come.
-                    if decide(token, entry, Some(Outcome::Overloaded)) == Verdict::ServeStale
-                        && let (Some(cached), Some(tx)) = (&cached, answer.take())
-                    {
-                        let stale =
-                            self.served(Arc::clone(cached), CacheStatus::Stale, Instant::now());
-                        let _ = tx.send(Ok(stale));
-                    }
+                    answer_stale(answer);
                     admit.await
                 } else {
                     tokio::select! {
@@ -352,30 +376,40 @@ impl ReportService {
                 }
             }
         };
-        let sent_at = Instant::now();
-        let fetched = match admitted {
-            Ok(_permit) => Ok(upstream
-                .fetch(ReportCall {
+        let (attempt, sent_at) = match admitted {
+            Ok(_permit) => {
+                let call = ReportCall {
                     token: &job.token,
                     period: job.key.period,
                     etag,
                     request_id: &job.request_id,
                     deadline: job.deadline,
+                };
+                let need = if may_stand_in {
+                    Need::Refresh
+                } else {
+                    Need::Required
+                };
+                self.call_with_retries(upstream, call, &job.budget_key, need, || {
+                    answer_stale(answer)
                 })
-                .await),
+                .await
+            }
             Err(rejected) => {
                 warn!(
                     "no upstream slot for a {} report: {rejected:?}",
                     job.key.period
                 );
-                Err(rejected)
+                self.metrics.record_deferred("overloaded");
+                (Attempt::NotAdmitted, Instant::now())
             }
         };
-        let outcome = match &fetched {
-            Ok(Ok(Fetched::NotModified)) => Outcome::NotModified,
-            Ok(Ok(Fetched::Report { .. })) => Outcome::Report,
-            Ok(Err(err)) => Outcome::of_error(err),
-            Err(_) => Outcome::Overloaded,
+        let outcome = match &attempt {
+            Attempt::Answered(Ok(Fetched::NotModified)) => Outcome::NotModified,
+            Attempt::Answered(Ok(Fetched::Report { .. })) => Outcome::Report,
+            Attempt::Answered(Err(err)) => Outcome::of_error(err),
+            Attempt::NotAdmitted => Outcome::Overloaded,
+            Attempt::Deferred(_) => Outcome::Deferred,
         };
 
         match decide(token, entry, Some(outcome)) {
@@ -386,7 +420,7 @@ impl ReportService {
                 Ok(self.served(current, CacheStatus::Revalidated, Instant::now()))
             }
             Verdict::Store => {
-                let Ok(Ok(Fetched::Report { etag, csv })) = fetched else {
+                let Attempt::Answered(Ok(Fetched::Report { etag, csv })) = attempt else {
                     unreachable!("a report is stored only when Graph sent one")
                 };
                 self.remember(&job).await;
@@ -400,28 +434,101 @@ impl ReportService {
             }
             Verdict::ServeStale => {
                 let cached = cached.expect("a stale answer has an entry");
-                if let Ok(Err(err)) = &fetched {
+                if let Attempt::Answered(Err(err)) = &attempt {
                     warn!("serving a stale {} report: {err}", job.key.period);
                 }
                 Ok(self.served(cached, CacheStatus::Stale, Instant::now()))
             }
-            Verdict::Fail { forget_token } => Err(match fetched {
-                Ok(Err(err)) => {
+            Verdict::Fail { forget_token } => Err(match attempt {
+                Attempt::Answered(Err(err)) => {
                     if forget_token {
                         self.refuse(job.fp, &err).await;
                     }
                     err.into()
                 }
-                Ok(Ok(_)) => ApiError::UpstreamUnavailable(
+                Attempt::Answered(Ok(_)) => ApiError::UpstreamUnavailable(
                     "Microsoft Graph answered 304 to an unconditional request".into(),
                 ),
-                Err(_) => ApiError::Overloaded {
+                Attempt::NotAdmitted => ApiError::Overloaded {
                     retry_after: OVERLOADED_RETRY_AFTER,
+                },
+                Attempt::Deferred(deferral) => ApiError::Throttled {
+                    retry_after: Some(whole_seconds(deferral.wait)),
                 },
             }),
             verdict @ (Verdict::Hit | Verdict::Revalidate | Verdict::Fetch | Verdict::Refuse) => {
                 unreachable!("{verdict:?} after Graph answered")
             }
+        }
+    }
+
+    /// The report call, tried again as the retry policy says, each try only when Graph's budget
+    /// allows it. Returns the last answer (or why no call was made) and when its call was sent.
+    /// `early` runs after a failed try that will be retried: a caller who may be served stale
+    /// does not wait through the retries.
+    async fn call_with_retries(
+        &self,
+        upstream: &impl Upstream,
+        call: ReportCall<'_>,
+        key: &BudgetKey,
+        need: Need,
+        mut early: impl FnMut(),
+    ) -> (Attempt, Instant) {
+        let mut retries = 0;
+        loop {
+            let sent_at = Instant::now();
+            let slot = match self.budget.take(key, need, sent_at) {
+                Ok(slot) => slot,
+                Err(deferral) => {
+                    self.metrics.record_deferred(deferral.reason.label());
+                    // A short wait is better spent waiting than answering 429, unless the
+                    // caller may be served stale meanwhile.
+                    let wait = deferral.wait;
+                    let start_by = call.deadline.checked_sub(self.min_call_time());
+                    if need == Need::Required
+                        && !wait.is_zero()
+                        && wait <= self.settings.retry.max_wait
+                        && start_by.is_some_and(|by| sent_at + wait <= by)
+                    {
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    return (Attempt::Deferred(deferral), sent_at);
+                }
+            };
+            let answered = upstream.attempt(call).await;
+            let err = match answered {
+                Ok(fetched) => return (Attempt::Answered(Ok(fetched)), sent_at),
+                Err(err) => err,
+            };
+            match &err {
+                // Graph checks a token before it counts the call: a refused token spends
+                // nobody's budget.
+                GraphError::Refused {
+                    status: 401 | 403, ..
+                } => self.budget.give_back(slot),
+                GraphError::Throttled { retry_after, .. } => {
+                    let pause = retry_after.unwrap_or(DEFAULT_PAUSE);
+                    warn!("Graph throttles this app's report calls: pausing them for {pause:?}");
+                    self.budget.pause(key, pause, Instant::now());
+                }
+                _ => {}
+            }
+            let retry = self
+                .settings
+                .retry
+                .wait(&err, retries, rand::random::<f64>());
+            let Some(wait) = retry.filter(|&wait| Instant::now() + wait < call.deadline) else {
+                return (Attempt::Answered(Err(err)), sent_at);
+            };
+            warn!(
+                "graph report call failed, retrying in {wait:?}: {err} (graph request-id {})",
+                err.request_id().unwrap_or("-")
+            );
+            early();
+            retries += 1;
+            self.metrics.upstream_retries.inc();
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -456,6 +563,7 @@ impl ReportService {
     async fn remember(&self, job: &FetchJob) {
         let entry = TokenEntry {
             tenant: Arc::clone(&job.key.tenant),
+            app: Arc::clone(&job.budget_key.app),
             expires_at: job.expires_at,
         };
         self.caches.remember_token(job.fp, entry).await;
@@ -474,6 +582,23 @@ impl ReportService {
             max_age,
         }
     }
+}
+
+/// What came of trying to call Graph.
+enum Attempt {
+    /// Graph answered (the last try, after retries).
+    Answered(Result<Fetched, GraphError>),
+    /// No slot at the admission point in time.
+    NotAdmitted,
+    /// Graph's budget allowed no call: paused after a 429, or the window spent.
+    Deferred(Deferral),
+}
+
+/// Rounds up to whole seconds, at least one: `Retry-After` never says to come back before a
+/// call is allowed.
+fn whole_seconds(wait: Duration) -> Duration {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    Duration::from_secs(seconds.max(1))
 }
 
 /// Joins a flight as one more caller.

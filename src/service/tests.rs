@@ -9,7 +9,7 @@ use tokio::{sync::oneshot, task::LocalSet};
 use super::*;
 use crate::{
     cache::Freshness,
-    graph::{Fetched, GraphError},
+    graph::{Fetched, GraphError, RetryPolicy},
 };
 
 /// One scripted answer; a gated one waits for its sender before answering.
@@ -54,7 +54,7 @@ impl Scripted {
 }
 
 impl Upstream for Scripted {
-    fn fetch(&self, call: ReportCall<'_>) -> impl Future<Output = Result<Fetched, GraphError>> {
+    fn attempt(&self, call: ReportCall<'_>) -> impl Future<Output = Result<Fetched, GraphError>> {
         self.seen.borrow_mut().push(Seen {
             token: call.token.token().to_owned(),
             etag: call.etag.map(str::to_owned),
@@ -130,6 +130,21 @@ impl Harness {
             admission: AdmissionSettings {
                 capacity,
                 max_queued: 8,
+            },
+            retry: RetryPolicy {
+                max_retries: 0,
+                max_wait: Duration::from_secs(1),
+            },
+            budget: BudgetSettings {
+                per_app: Rate {
+                    calls: 100,
+                    per: Duration::from_secs(600),
+                },
+                per_tenant: Rate {
+                    calls: 100,
+                    per: Duration::from_secs(600),
+                },
+                reserve: 0,
             },
         };
         let service = Arc::new(ReportService::new(

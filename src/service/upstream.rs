@@ -8,12 +8,13 @@ use crate::graph::{Fetched, GraphClient, GraphError, ReportCall};
 /// Whatever answers report calls as Graph does. Not `Send`: awc's client lives on one worker,
 /// and the fetches it serves run on that worker.
 pub trait Upstream {
-    /// The conditional report call, its redirect and download, with retries and deadline.
-    fn fetch(&self, call: ReportCall<'_>) -> impl Future<Output = Result<Fetched, GraphError>>;
+    /// One try of the conditional report call, its redirect and download, by the call's
+    /// deadline. Retries are the service's: each one needs Graph's budget.
+    fn attempt(&self, call: ReportCall<'_>) -> impl Future<Output = Result<Fetched, GraphError>>;
 }
 
 impl Upstream for GraphClient {
-    fn fetch(&self, call: ReportCall<'_>) -> impl Future<Output = Result<Fetched, GraphError>> {
-        GraphClient::fetch(self, call)
+    fn attempt(&self, call: ReportCall<'_>) -> impl Future<Output = Result<Fetched, GraphError>> {
+        GraphClient::attempt(self, call)
     }
 }

@@ -441,7 +441,8 @@ async fn error_answers_match_the_document() {
         "InvalidAuthenticationToken",
         app.report("D7", &refused).await,
     ));
-    // The refusal last: a token Graph refused is refused again for a while without a call.
+    // A token of its own for each: Graph's refusal and its 429 are remembered for the token
+    // (and its app) that met them.
     for (fault, code, expected) in [
         (status(429, Some(120)), "throttled", 429),
         (status(500, None), "upstreamUnavailable", 502),
@@ -451,7 +452,7 @@ async fn error_answers_match_the_document() {
         (status(403, None), "Forbidden", 403),
     ] {
         app.sim.fail_next(1, fault);
-        answers.push((expected, code, app.report("D7", &token).await));
+        answers.push((expected, code, app.report("D7", &token_of("contoso")).await));
     }
 
     for (expected, code, answer) in &answers {

@@ -1,0 +1,465 @@
+//! Graph's books: how many report calls the gateway has started per budget key in the sliding
+//! window, and which keys Graph has told to wait.
+//!
+//! Graph allows so many report calls per window per app and tenant, and so many per tenant for
+//! all apps, counted per report function; a call made while throttled only lengthens the
+//! throttle. So a call starts only when both of its keys have room and neither is paused, and
+//! a call Graph refuses for its token gives its place back: tokens Graph refuses cannot spend a
+//! tenant's budget. The clock is passed in, so every rule is tested without waiting.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+/// How long Graph's 429 pauses a key when it gives no `Retry-After`.
+pub const DEFAULT_PAUSE: Duration = Duration::from_secs(60);
+
+/// At most `calls` in any window of `per`, e.g. `14/10m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub calls: u32,
+    pub per: Duration,
+}
+
+impl Rate {
+    /// `N/DURATION`, as `14/10m` or `40/10m`.
+    pub fn parse(text: &str) -> Result<Rate, String> {
+        let (calls, per) = text
+            .split_once('/')
+            .ok_or_else(|| format!("{text:?} is not CALLS/DURATION, e.g. 14/10m"))?;
+        let calls: u32 = calls
+            .trim()
+            .parse()
+            .map_err(|_| format!("{calls:?} is not a whole number of calls"))?;
+        let per = humantime::parse_duration(per.trim())
+            .map_err(|e| format!("{per:?} is not a duration: {e}"))?;
+        if calls == 0 || per.is_zero() {
+            return Err(format!(
+                "{text:?}: calls and duration must be greater than zero"
+            ));
+        }
+        Ok(Rate { calls, per })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetSettings {
+    /// Per (tenant, app, report function): `--graph-budget`.
+    pub per_app: Rate,
+    /// Per (tenant, report function), all apps: `--graph-tenant-budget`.
+    pub per_tenant: Rate,
+    /// Calls of the app's window kept for tokens that have no other way in:
+    /// `--graph-budget-reserve`.
+    pub reserve: u32,
+}
+
+/// Whom a call is for: the budget keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BudgetKey {
+    pub tenant: Arc<str>,
+    /// The token's `appid` or `azp`, or its fingerprint when it has neither.
+    pub app: Arc<str>,
+    /// The report function, e.g. `getSkypeForBusinessActivityCounts`.
+    pub function: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    App(BudgetKey),
+    Tenant(Arc<str>, &'static str),
+}
+
+/// What the call is for, as far as the reserve is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// The caller could be served a stale copy instead: the call may not spend the reserve.
+    Refresh,
+    /// The caller has no other way in (a new token, no servable entry).
+    Required,
+}
+
+/// Why a call may not start now, and when it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deferral {
+    pub reason: DeferReason,
+    /// How long until a call for the key may start (for `Retry-After`); zero for the reserve,
+    /// which only a caller with no other way in may spend.
+    pub wait: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeferReason {
+    /// Graph answered 429 and its `Retry-After` has not passed.
+    Paused,
+    /// The window has no room (or only the reserve, for a refresh).
+    Budget,
+}
+
+impl DeferReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            DeferReason::Paused => "paused",
+            DeferReason::Budget => "budget",
+        }
+    }
+}
+
+/// A call counted against both keys. It stays counted for the window when dropped;
+/// [`Budget::give_back`] uncounts it.
+#[derive(Debug)]
+pub struct Slot {
+    key: BudgetKey,
+    started: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Books {
+    /// When each call still in the window started, oldest first.
+    starts: VecDeque<Instant>,
+    paused_until: Option<Instant>,
+}
+
+impl Books {
+    fn prune(&mut self, now: Instant, window: Duration) {
+        while let Some(&oldest) = self.starts.front() {
+            if now.saturating_duration_since(oldest) < window {
+                break;
+            }
+            self.starts.pop_front();
+        }
+        if self.paused_until.is_some_and(|until| until <= now) {
+            self.paused_until = None;
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.starts.is_empty() && self.paused_until.is_none()
+    }
+
+    /// Calls left in the window, and how long until one more frees when none is left.
+    fn room(&self, rate: Rate, now: Instant) -> (u32, Duration) {
+        let used = u32::try_from(self.starts.len()).unwrap_or(u32::MAX);
+        let left = rate.calls.saturating_sub(used);
+        let frees_in = self.starts.front().map_or(Duration::ZERO, |&oldest| {
+            (oldest + rate.per).saturating_duration_since(now)
+        });
+        (left, frees_in)
+    }
+}
+
+pub struct Budget {
+    settings: BudgetSettings,
+    books: Mutex<HashMap<Key, Books>>,
+    /// Calls counted so far; every [`SWEEP_EVERY`]th one sweeps idle keys.
+    takes: std::sync::atomic::AtomicU64,
+}
+
+/// How often idle keys are dropped: rarely enough to cost nothing per call, often enough that
+/// keys seen once do not pile up.
+const SWEEP_EVERY: u64 = 1024;
+
+impl Budget {
+    pub fn new(settings: BudgetSettings) -> Budget {
+        Budget {
+            settings,
+            books: Mutex::new(HashMap::new()),
+            takes: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Books>> {
+        self.books
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn rate(&self, key: &Key) -> Rate {
+        match key {
+            Key::App(_) => self.settings.per_app,
+            Key::Tenant(..) => self.settings.per_tenant,
+        }
+    }
+
+    /// Counts a call for `key` starting `now`, or says why it may not start.
+    pub fn take(&self, key: &BudgetKey, need: Need, now: Instant) -> Result<Slot, Deferral> {
+        let taken = self
+            .takes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if taken % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.sweep(now);
+        }
+        let keys = [
+            Key::App(key.clone()),
+            Key::Tenant(Arc::clone(&key.tenant), key.function),
+        ];
+        let mut books = self.lock();
+        // The longest wait of each kind; a pause outranks the budget.
+        let (mut paused, mut over) = (None::<Duration>, None::<Duration>);
+        let longest = |current: Option<Duration>, wait| Some(current.map_or(wait, |c| c.max(wait)));
+        for key in &keys {
+            let rate = self.rate(key);
+            let Some(entry) = books.get_mut(key) else {
+                continue;
+            };
+            entry.prune(now, rate.per);
+            if let Some(until) = entry.paused_until {
+                paused = longest(paused, until.saturating_duration_since(now));
+                continue;
+            }
+            let (left, frees_in) = entry.room(rate, now);
+            if left == 0 {
+                over = longest(over, frees_in);
+            } else if need == Need::Refresh && left <= self.settings.reserve {
+                over = longest(over, Duration::ZERO);
+            }
+        }
+        match (paused, over) {
+            (Some(wait), _) => {
+                return Err(Deferral {
+                    reason: DeferReason::Paused,
+                    wait,
+                });
+            }
+            (None, Some(wait)) => {
+                return Err(Deferral {
+                    reason: DeferReason::Budget,
+                    wait,
+                });
+            }
+            (None, None) => {}
+        }
+        for key in keys {
+            books.entry(key).or_default().starts.push_back(now);
+        }
+        Ok(Slot {
+            key: key.clone(),
+            started: now,
+        })
+    }
+
+    /// Uncounts a call Graph refused for its token: it says nothing of the tenant's budget.
+    pub fn give_back(&self, slot: Slot) {
+        let keys = [
+            Key::Tenant(Arc::clone(&slot.key.tenant), slot.key.function),
+            Key::App(slot.key),
+        ];
+        let mut books = self.lock();
+        for key in keys {
+            if let Some(entry) = books.get_mut(&key) {
+                if let Some(at) = entry.starts.iter().rposition(|&t| t == slot.started) {
+                    entry.starts.remove(at);
+                }
+                if entry.is_idle() {
+                    books.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Graph answered 429 for `key`: no call for it before `now + wait`.
+    pub fn pause(&self, key: &BudgetKey, wait: Duration, now: Instant) {
+        let until = now + wait;
+        let mut books = self.lock();
+        let entry = books.entry(Key::App(key.clone())).or_default();
+        entry.paused_until = Some(entry.paused_until.map_or(until, |u| u.max(until)));
+    }
+
+    /// Drops the books of keys with nothing left in their window, so that keys seen once (a
+    /// tenant that called once a day) do not accumulate.
+    pub fn sweep(&self, now: Instant) {
+        let (per_app, per_tenant) = (self.settings.per_app.per, self.settings.per_tenant.per);
+        self.lock().retain(|key, entry| {
+            let window = match key {
+                Key::App(_) => per_app,
+                Key::Tenant(..) => per_tenant,
+            };
+            entry.prune(now, window);
+            !entry.is_idle()
+        });
+    }
+
+    /// Keys with books, for tests and metrics.
+    pub fn keys(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DeferReason::Paused, Need::*, *};
+
+    const OVER: DeferReason = DeferReason::Budget;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn budget(per_app: u32, per_tenant: u32, reserve: u32) -> Budget {
+        Budget::new(BudgetSettings {
+            per_app: Rate {
+                calls: per_app,
+                per: 10 * MINUTE,
+            },
+            per_tenant: Rate {
+                calls: per_tenant,
+                per: 10 * MINUTE,
+            },
+            reserve,
+        })
+    }
+
+    fn key(tenant: &str, app: &str) -> BudgetKey {
+        BudgetKey {
+            tenant: tenant.into(),
+            app: app.into(),
+            function: "getSkypeForBusinessActivityCounts",
+        }
+    }
+
+    fn other_function(tenant: &str, app: &str) -> BudgetKey {
+        BudgetKey {
+            function: "getSkypeForBusinessPeerToPeerActivityCounts",
+            ..key(tenant, app)
+        }
+    }
+
+    #[test]
+    fn rates_parse_as_calls_per_duration() {
+        assert_eq!(
+            Rate::parse("14/10m"),
+            Ok(Rate {
+                calls: 14,
+                per: 10 * MINUTE
+            })
+        );
+        assert_eq!(Rate::parse(" 40 / 10m ").unwrap().calls, 40);
+        for bad in ["14", "x/10m", "14/soon", "0/10m", "14/0s", "-1/10m"] {
+            assert!(Rate::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn no_more_calls_per_app_than_the_budget_in_any_window() {
+        let budget = budget(14, 40, 0);
+        let t0 = Instant::now();
+        for n in 0..14 {
+            let slot = budget.take(
+                &key("contoso", "app"),
+                Required,
+                t0 + Duration::from_secs(n),
+            );
+            assert!(slot.is_ok(), "call {n}");
+        }
+
+        let refused = budget.take(&key("contoso", "app"), Required, t0 + 5 * MINUTE);
+
+        // The first call leaves the window ten minutes after it started.
+        assert_eq!(
+            refused.unwrap_err(),
+            Deferral {
+                reason: OVER,
+                wait: 5 * MINUTE
+            }
+        );
+        assert!(
+            budget
+                .take(&key("contoso", "app"), Required, t0 + 10 * MINUTE)
+                .is_ok()
+        );
+        assert!(
+            budget
+                .take(&key("contoso", "app"), Required, t0 + 10 * MINUTE)
+                .is_err(),
+            "the second call is still in the window"
+        );
+    }
+
+    #[test]
+    fn the_tenant_budget_binds_every_app_of_the_tenant() {
+        let budget = budget(14, 20, 0);
+        let t0 = Instant::now();
+        for n in 0..20 {
+            let app = format!("app-{}", n % 2);
+            budget.take(&key("contoso", &app), Required, t0).unwrap();
+        }
+
+        assert!(budget.take(&key("contoso", "app-3"), Required, t0).is_err());
+        assert!(budget.take(&key("fabrikam", "app-0"), Required, t0).is_ok());
+        assert!(
+            budget
+                .take(&other_function("contoso", "app-3"), Required, t0)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_pause_stops_the_app_until_it_passes_and_counts_down() {
+        let budget = budget(14, 40, 0);
+        let t0 = Instant::now();
+        budget.pause(&key("contoso", "app"), Duration::from_secs(120), t0);
+
+        let at = |secs| {
+            budget.take(
+                &key("contoso", "app"),
+                Required,
+                t0 + Duration::from_secs(secs),
+            )
+        };
+        assert_eq!(
+            at(0).unwrap_err(),
+            Deferral {
+                reason: Paused,
+                wait: Duration::from_secs(120)
+            }
+        );
+        assert_eq!(at(30).unwrap_err().wait, Duration::from_secs(90));
+        assert!(budget.take(&key("contoso", "other"), Required, t0).is_ok());
+        assert!(budget.take(&key("fabrikam", "app"), Required, t0).is_ok());
+        assert!(at(120).is_ok());
+    }
+
+    #[test]
+    fn a_refused_call_gives_its_place_back() {
+        let budget = budget(2, 40, 0);
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            let slot = budget.take(&key("contoso", "app"), Required, t0).unwrap();
+            budget.give_back(slot);
+        }
+
+        assert!(budget.take(&key("contoso", "app"), Required, t0).is_ok());
+        assert!(budget.take(&key("contoso", "app"), Required, t0).is_ok());
+        assert!(budget.take(&key("contoso", "app"), Required, t0).is_err());
+    }
+
+    #[test]
+    fn a_refresh_leaves_the_reserve_to_tokens_with_no_other_way_in() {
+        let budget = budget(14, 40, 4);
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            budget.take(&key("contoso", "app"), Refresh, t0).unwrap();
+        }
+
+        let refresh = budget.take(&key("contoso", "app"), Refresh, t0);
+        assert_eq!(refresh.unwrap_err().reason, OVER);
+        for _ in 0..4 {
+            budget.take(&key("contoso", "app"), Required, t0).unwrap();
+        }
+        assert!(budget.take(&key("contoso", "app"), Required, t0).is_err());
+    }
+
+    #[test]
+    fn idle_keys_are_dropped() {
+        let budget = budget(14, 40, 0);
+        let t0 = Instant::now();
+        let slot = budget.take(&key("forged", "app"), Required, t0).unwrap();
+        budget.give_back(slot);
+        assert_eq!(budget.keys(), 0, "a refused call leaves no books behind");
+
+        let _kept = budget.take(&key("contoso", "app"), Required, t0).unwrap();
+        budget.pause(&key("fabrikam", "app"), MINUTE, t0);
+        assert_eq!(budget.keys(), 3);
+        budget.sweep(t0 + 10 * MINUTE);
+        assert_eq!(budget.keys(), 0);
+    }
+}
