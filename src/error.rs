@@ -13,7 +13,7 @@ use actix_web::{
 };
 use serde::Serialize;
 
-use crate::graph::GraphError;
+use crate::{auth::BearerError, graph::GraphError};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
@@ -21,6 +21,11 @@ pub enum ApiError {
     InvalidPeriod,
     #[error("an Authorization: Bearer <token> header is required")]
     MissingToken,
+    #[error(
+        "the Authorization header exceeds {} bytes",
+        crate::auth::MAX_AUTHORIZATION_BYTES
+    )]
+    AuthorizationTooLarge,
     /// Graph refused the token (401, 403) or the request (another 4xx); its code and message.
     #[error("{message}")]
     GraphRefused {
@@ -52,6 +57,7 @@ impl ApiError {
         match self {
             ApiError::InvalidPeriod => "invalidPeriod",
             ApiError::MissingToken => "missingToken",
+            ApiError::AuthorizationTooLarge => "requestHeaderTooLarge",
             ApiError::GraphRefused { code, .. } => code,
             ApiError::Throttled { .. } => "throttled",
             ApiError::UpstreamUnavailable(_) => "upstreamUnavailable",
@@ -61,6 +67,15 @@ impl ApiError {
             ApiError::UpstreamTimeout => "upstreamTimeout",
             ApiError::NotFound => "notFound",
             ApiError::MethodNotAllowed => "methodNotAllowed",
+        }
+    }
+}
+
+impl From<BearerError> for ApiError {
+    fn from(err: BearerError) -> Self {
+        match err {
+            BearerError::Missing => ApiError::MissingToken,
+            BearerError::TooLarge => ApiError::AuthorizationTooLarge,
         }
     }
 }
@@ -102,7 +117,7 @@ pub struct ErrorBody {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// A stable code: `invalidPeriod`, `missingToken`, `throttled`, `upstreamUnavailable`,
+    /// A stable code: `invalidPeriod`, `missingToken`, `requestHeaderTooLarge`, `throttled`, `upstreamUnavailable`,
     /// `untrustedRedirect`, `invalidReport`, `reportTooLarge`, `upstreamTimeout`, `notFound`,
     /// `methodNotAllowed`, or Graph's own code for a refused token.
     pub code: String,
@@ -114,6 +129,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::InvalidPeriod => StatusCode::BAD_REQUEST,
             ApiError::MissingToken => StatusCode::UNAUTHORIZED,
+            ApiError::AuthorizationTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::GraphRefused { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
