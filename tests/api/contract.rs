@@ -289,7 +289,9 @@ async fn the_document_describes_what_the_design_promises() {
     let responses = &report["responses"];
     assert_eq!(
         keys(responses),
-        set(&["200", "304", "400", "401", "403", "429", "431", "502", "504"])
+        set(&[
+            "200", "304", "400", "401", "403", "429", "431", "502", "504"
+        ])
     );
     for status in ["400", "401", "403", "429", "431", "502", "504"] {
         assert_eq!(
