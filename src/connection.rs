@@ -10,7 +10,9 @@
 //! request is in the service. While none is, the connection is either idle (closed after the
 //! keep-alive time) or receiving a request (closed when the head has not reached the service
 //! within the client timeout of its first byte). Reading is what actix-http does while it
-//! waits, so the deadline is checked there: a read past it ends the stream.
+//! waits, so the deadline is checked there: a read past it ends the stream, after a JSON 408
+//! with an `X-Request-Id` for a request that was under way. actix-http's own head timer is
+//! off, so that its bare 408 (no body, no id) is never the answer.
 
 use std::{
     cell::Cell,
@@ -27,6 +29,9 @@ use actix_web::{
     dev::{ServiceRequest, ServiceResponse},
     middleware::Next,
 };
+
+use crate::error::ApiError;
+use log::debug;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     time::{Instant, Sleep},
@@ -70,6 +75,8 @@ pub struct Deadlined<T> {
     deadlines: ClientDeadlines,
     timer: Pin<Box<Sleep>>,
     timed_out: bool,
+    /// The last write did not finish: an answer is still on its way, so no 408 may cut in.
+    write_blocked: bool,
 }
 
 impl<T> Deadlined<T> {
@@ -84,6 +91,7 @@ impl<T> Deadlined<T> {
             deadlines,
             timer: Box::pin(tokio::time::sleep_until(now + deadlines.request)),
             timed_out: false,
+            write_blocked: false,
         }
     }
 
@@ -123,16 +131,50 @@ impl<T> Deadlined<T> {
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Deadlined<T> {
+impl<T: AsyncWrite + Unpin> Deadlined<T> {
+    /// Ends the stream; a request under way is told why first, if the socket takes it at once.
+    fn time_out(&mut self, cx: &mut Context<'_>) {
+        self.timed_out = true;
+        if !matches!(self.state.phase.get(), Phase::Receiving(_)) || self.write_blocked {
+            return;
+        }
+        let request_id = uuid::Uuid::new_v4();
+        let answer = request_timeout_answer(&request_id.to_string());
+        // Best effort, and never waited for: the connection closes either way.
+        let _ = Pin::new(&mut self.io).poll_write(cx, &answer);
+        debug!(
+            "request head not received within {:?}; answered 408, request_id={request_id}",
+            self.deadlines.request
+        );
+    }
+}
+
+/// The 408 written before closing: what the service would have answered, had it been called.
+fn request_timeout_answer(request_id: &str) -> Vec<u8> {
+    let body = ApiError::RequestTimeout.json_body();
+    let mut answer = format!(
+        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\nx-request-id: {request_id}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    answer.extend_from_slice(&body);
+    answer
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlined<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.timed_out || this.expired(cx) {
+        if this.timed_out {
+            return Poll::Ready(Ok(()));
+        }
+        if this.expired(cx) {
+            this.time_out(cx);
             // End of stream: actix-http closes the connection as if the client had.
-            this.timed_out = true;
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
@@ -154,7 +196,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Deadlined<T> {
         // with no read in between: the timer for the next deadline is set here, or nothing
         // would wake the connection when it passes.
         self.expired(cx);
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let written = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.write_blocked = written.is_pending();
+        written
     }
 
     fn poll_write_vectored(
@@ -163,7 +207,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Deadlined<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         self.expired(cx);
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.write_blocked = written.is_pending();
+        written
     }
 
     fn is_write_vectored(&self) -> bool {

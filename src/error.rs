@@ -45,6 +45,10 @@ pub enum ApiError {
     ReportTooLarge(usize),
     #[error("Microsoft Graph or the report download did not answer in time")]
     UpstreamTimeout,
+    /// A client did not send its request head in time; written by `connection::Deadlined`,
+    /// before any service runs.
+    #[error("the request did not arrive in time")]
+    RequestTimeout,
     #[error("no such resource")]
     NotFound,
     #[error("method not allowed")]
@@ -65,6 +69,7 @@ impl ApiError {
             ApiError::InvalidReport(_) => "invalidReport",
             ApiError::ReportTooLarge(_) => "reportTooLarge",
             ApiError::UpstreamTimeout => "upstreamTimeout",
+            ApiError::RequestTimeout => "requestTimeout",
             ApiError::NotFound => "notFound",
             ApiError::MethodNotAllowed => "methodNotAllowed",
         }
@@ -118,7 +123,7 @@ pub struct ErrorBody {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// A stable code: `invalidPeriod`, `missingToken`, `requestHeaderTooLarge`, `throttled`, `upstreamUnavailable`,
-    /// `untrustedRedirect`, `invalidReport`, `reportTooLarge`, `upstreamTimeout`, `notFound`,
+    /// `untrustedRedirect`, `invalidReport`, `reportTooLarge`, `upstreamTimeout`, `requestTimeout`, `notFound`,
     /// `methodNotAllowed`, or Graph's own code for a refused token.
     pub code: String,
     pub message: String,
@@ -139,18 +144,13 @@ impl ResponseError for ApiError {
             | ApiError::InvalidReport(_)
             | ApiError::ReportTooLarge(_) => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code().to_owned(),
-                message: self.to_string(),
-            },
-        };
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((CONTENT_TYPE, "application/json"));
         match self {
@@ -170,7 +170,20 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        response.body(serde_json::to_vec(&body).expect("error bodies serialize"))
+        response.body(self.json_body())
+    }
+}
+
+impl ApiError {
+    /// `{"error":{"code":"...","message":"..."}}`.
+    pub fn json_body(&self) -> Vec<u8> {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+            },
+        };
+        serde_json::to_vec(&body).expect("error bodies serialize")
     }
 }
 

@@ -104,9 +104,11 @@ impl Application {
         builder = builder.listen("skype-gateway", listener, move || {
             let shutdown = shutdown.clone();
             let http = HttpService::build()
-                // Also enforced by `Deadlined`, which covers what these do not (see there).
+                // Also enforced by `Deadlined`, which covers what this does not (see there).
                 .keep_alive(deadlines.keep_alive)
-                .client_request_timeout(deadlines.request)
+                // Off: `Deadlined` bounds every request head, the first one included, and
+                // answers a JSON 408 where actix-http's would be bare.
+                .client_request_timeout(Duration::ZERO)
                 .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
                 .local_addr(local_addr)
                 // Idle keep-alive connections close at once when the server stops.
