@@ -79,6 +79,15 @@ impl RawClient {
         }
     }
 
+    /// A connection that has had one request answered, so the next is not its first.
+    async fn kept_alive(app: &TestApp) -> RawClient {
+        let mut client = RawClient::connect(app).await;
+        client.get("/livez", &[]).await;
+        let answer = client.answer(Duration::from_secs(5)).await;
+        assert_eq!(answer.expect("answered").status, 200);
+        client
+    }
+
     async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes).await
     }
@@ -173,12 +182,7 @@ fn short_deadlines(config: &mut Config) {
 #[actix_web::test]
 async fn a_second_request_head_that_trickles_is_cut_at_the_client_timeout() {
     let app = spawn_app_with(short_deadlines).await;
-    let mut client = RawClient::connect(&app).await;
-    client.get("/livez", &[]).await;
-    assert_eq!(
-        client.answer(Duration::from_secs(5)).await.unwrap().status,
-        200
-    );
+    let mut client = RawClient::kept_alive(&app).await;
 
     let started = Instant::now();
     let closed = trickle(
@@ -230,12 +234,7 @@ async fn beyond_max_connections_a_new_connection_waits_until_a_slot_frees() {
     let app = spawn_app_with(|c| c.max_connections = 8).await;
     let mut held = Vec::new();
     for _ in 0..8 {
-        let mut client = RawClient::connect(&app).await;
-        client.get("/livez", &[]).await;
-        assert_eq!(
-            client.answer(Duration::from_secs(5)).await.unwrap().status,
-            200
-        );
+        let client = RawClient::kept_alive(&app).await;
         held.push(client);
     }
 
@@ -272,12 +271,7 @@ async fn at_max_connections_slow_clients_are_cut_and_readyz_and_a_cached_report_
     // Eight kept-alive connections whose next request trickles, holding every slot.
     let mut slow = Vec::new();
     for _ in 0..8 {
-        let mut client = RawClient::connect(&app).await;
-        client.get("/livez", &[]).await;
-        assert_eq!(
-            client.answer(Duration::from_secs(5)).await.unwrap().status,
-            200
-        );
+        let mut client = RawClient::kept_alive(&app).await;
         slow.push(actix_web::rt::spawn(async move {
             trickle(
                 &mut client,
@@ -322,12 +316,7 @@ async fn a_request_head_that_times_out_gets_a_json_408_with_a_request_id() {
     let app = spawn_app_with(short_deadlines).await;
     let mut first = RawClient::connect(&app).await;
     first.send(b"GET /livez HTTP/1.1\r\n").await.unwrap();
-    let mut second = RawClient::connect(&app).await;
-    second.get("/livez", &[]).await;
-    assert_eq!(
-        second.answer(Duration::from_secs(5)).await.unwrap().status,
-        200
-    );
+    let mut second = RawClient::kept_alive(&app).await;
     second.send(b"GET /livez HTTP/1.1\r\n").await.unwrap();
 
     for (which, client) in [("first", &mut first), ("second", &mut second)] {
