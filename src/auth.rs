@@ -10,6 +10,21 @@ use actix_web::http::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use base64::Engine as _;
 use siphasher::sip128::{Hasher128 as _, SipHasher24};
 
+/// Longest `Authorization` header accepted. A Graph access token is 1.5 to 2.5 KB and the
+/// largest seen (many group claims) stays under 8 KB; anything longer is refused before it is
+/// scanned, fingerprinted or sent to Graph, so a caller cannot make every request cost a
+/// 128 KiB hash and upload (the most actix-http reads of a request head).
+pub const MAX_AUTHORIZATION_BYTES: usize = 16 * 1024;
+
+/// Why a request has no usable bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerError {
+    /// No `Authorization: Bearer <token>`, or not visible ASCII.
+    Missing,
+    /// `Authorization` is longer than [`MAX_AUTHORIZATION_BYTES`].
+    TooLarge,
+}
+
 /// The caller's `Authorization` header, kept byte for byte so it reaches Graph unchanged.
 /// `Debug` never prints it and the header value is marked sensitive.
 #[derive(Clone)]
@@ -22,29 +37,36 @@ pub struct BearerToken {
 }
 
 impl BearerToken {
-    /// `Authorization: Bearer <token>` with a non-empty token, scheme in any letter case.
-    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
-        let value = headers.get(AUTHORIZATION)?;
+    /// `Authorization: Bearer <token>` with a non-empty token, scheme in any letter case, at
+    /// most [`MAX_AUTHORIZATION_BYTES`] long.
+    pub fn from_headers(headers: &HeaderMap) -> Result<Self, BearerError> {
+        let value = headers.get(AUTHORIZATION).ok_or(BearerError::Missing)?;
         let bytes = value.as_bytes();
+        if bytes.len() > MAX_AUTHORIZATION_BYTES {
+            return Err(BearerError::TooLarge);
+        }
         // What `HeaderValue::to_str` accepts, checked without branching per byte: `to_str`
         // goes byte by byte and took 2 µs on a 1.6 KB token, a quarter of a hit's CPU time.
         if !is_visible_ascii(bytes) {
-            return None;
+            return Err(BearerError::Missing);
         }
-        let space = bytes.iter().position(|&b| b == b' ')?;
+        let space = bytes
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or(BearerError::Missing)?;
         if !bytes[..space].eq_ignore_ascii_case(b"bearer") {
-            return None;
+            return Err(BearerError::Missing);
         }
         // ASCII whitespace is all the whitespace a visible-ASCII value can hold (space, tab).
         let rest = &bytes[space + 1..];
         let token = rest.trim_ascii();
         if token.is_empty() {
-            return None;
+            return Err(BearerError::Missing);
         }
         let start = space + 1 + (rest.len() - rest.trim_ascii_start().len());
         let mut header = value.clone();
         header.set_sensitive(true);
-        Some(BearerToken {
+        Ok(BearerToken {
             header,
             start,
             end: start + token.len(),
@@ -223,7 +245,10 @@ mod tests {
 
     #[test]
     fn missing_empty_or_other_scheme_is_no_token() {
-        assert!(BearerToken::from_headers(&HeaderMap::new()).is_none());
+        assert_eq!(
+            BearerToken::from_headers(&HeaderMap::new()).unwrap_err(),
+            BearerError::Missing
+        );
         for bad in [
             "Bearer",
             "Bearer ",
@@ -231,8 +256,9 @@ mod tests {
             "Basic dXNlcjpwYXNz",
             "Bearerabc",
         ] {
-            assert!(
-                BearerToken::from_headers(&headers(bad)).is_none(),
+            assert_eq!(
+                BearerToken::from_headers(&headers(bad)).unwrap_err(),
+                BearerError::Missing,
                 "{bad:?}"
             );
         }
@@ -247,9 +273,20 @@ mod tests {
             HeaderName::from_static("authorization"),
             HeaderValue::from_bytes(b"Bearer t\xc3\xa9").unwrap(),
         );
-        assert!(BearerToken::from_headers(&h).is_none());
+        assert!(BearerToken::from_headers(&h).is_err());
         assert!(is_visible_ascii(b"Bearer a\tb~ !"));
         assert!(!is_visible_ascii(b"a\x7fb"));
+    }
+
+    #[test]
+    fn authorization_longer_than_the_cap_is_too_large() {
+        let at_cap = format!("Bearer {}", "a".repeat(MAX_AUTHORIZATION_BYTES - 7));
+        assert!(BearerToken::from_headers(&headers(&at_cap)).is_ok());
+        let over = format!("{at_cap}a");
+        assert_eq!(
+            BearerToken::from_headers(&headers(&over)).unwrap_err(),
+            BearerError::TooLarge
+        );
     }
 
     #[test]

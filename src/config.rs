@@ -95,6 +95,22 @@ pub struct Config {
     #[arg(long, env = "SKYPE_GATEWAY_MAX_QUEUED_UPSTREAM", default_value_t = 64)]
     pub max_queued_upstream: usize,
 
+    /// Most client connections open at once, in total across workers (each worker takes an
+    /// equal share, rounded up). Beyond it, new connections wait in the listen backlog until
+    /// one closes.
+    #[arg(long, env = "SKYPE_GATEWAY_MAX_CONNECTIONS", default_value_t = 25_000)]
+    pub max_connections: usize,
+
+    /// How long a client may take to send a request head, counted from its first byte (or from
+    /// the connection's start for its first request); a request body nobody reads is cut as
+    /// soon. Applies to every request on a connection, not only the first.
+    #[arg(long, env = "SKYPE_GATEWAY_CLIENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub client_timeout: Duration,
+
+    /// How long an idle keep-alive connection stays open between requests.
+    #[arg(long, env = "SKYPE_GATEWAY_KEEP_ALIVE", default_value = "5s", value_parser = parse_duration)]
+    pub keep_alive: Duration,
+
     /// After SIGTERM, how long /readyz answers 503 while requests are still served.
     #[arg(long, env = "SKYPE_GATEWAY_SHUTDOWN_DRAIN", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_drain: Duration,
@@ -141,6 +157,8 @@ impl Config {
         let positive = [
             ("--fresh-ttl", self.fresh_ttl),
             ("--upstream-timeout", self.upstream_timeout),
+            ("--client-timeout", self.client_timeout),
+            ("--keep-alive", self.keep_alive),
         ];
         for (flag, value) in positive {
             if value.is_zero() {
@@ -158,6 +176,9 @@ impl Config {
                 "--graph-budget-reserve {} must be at most half of --graph-budget ({} calls)",
                 self.graph_budget_reserve, self.graph_budget.calls
             ));
+        }
+        if self.max_connections == 0 {
+            return Err("--max-connections must be greater than zero".into());
         }
         if self.max_report_bytes == 0 {
             return Err("--max-report-bytes must be greater than zero".into());
@@ -215,6 +236,9 @@ mod tests {
         assert_eq!(c.max_retries, 2);
         assert_eq!(c.max_retry_wait, Duration::from_secs(10));
         assert!(c.workers.is_none() && !c.demo);
+        assert_eq!(c.max_connections, 25_000);
+        assert_eq!(c.client_timeout, Duration::from_secs(5));
+        assert_eq!(c.keep_alive, Duration::from_secs(5));
         assert!(c.validate().is_ok());
     }
 
@@ -265,5 +289,17 @@ mod tests {
         assert!(c.validate().unwrap_err().contains("--stale-ttl"));
         let c = parse(&["--fresh-ttl", "0s"]).unwrap();
         assert!(c.validate().unwrap_err().contains("--fresh-ttl"));
+    }
+
+    #[test]
+    fn connection_limits_must_be_positive() {
+        for (args, flag) in [
+            (&["--max-connections", "0"][..], "--max-connections"),
+            (&["--client-timeout", "0s"], "--client-timeout"),
+            (&["--keep-alive", "0s"], "--keep-alive"),
+        ] {
+            let err = parse(args).unwrap().validate().unwrap_err();
+            assert!(err.contains(flag), "{args:?}: {err}");
+        }
     }
 }

@@ -13,7 +13,7 @@ use actix_web::{
 };
 use serde::Serialize;
 
-use crate::graph::GraphError;
+use crate::{auth::BearerError, graph::GraphError};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
@@ -21,6 +21,11 @@ pub enum ApiError {
     InvalidPeriod,
     #[error("an Authorization: Bearer <token> header is required")]
     MissingToken,
+    #[error(
+        "the Authorization header exceeds {} bytes",
+        crate::auth::MAX_AUTHORIZATION_BYTES
+    )]
+    AuthorizationTooLarge,
     /// Graph refused the token (401, 403) or the request (another 4xx); its code and message.
     #[error("{message}")]
     GraphRefused {
@@ -42,6 +47,10 @@ pub enum ApiError {
     UpstreamTimeout,
     #[error("too many report requests are waiting for Microsoft Graph; retry shortly")]
     Overloaded { retry_after: Duration },
+    /// A client did not send its request head in time; written by `connection::Deadlined`,
+    /// before any service runs.
+    #[error("the request did not arrive in time")]
+    RequestTimeout,
     #[error("no such resource")]
     NotFound,
     #[error("method not allowed")]
@@ -54,6 +63,7 @@ impl ApiError {
         match self {
             ApiError::InvalidPeriod => "invalidPeriod",
             ApiError::MissingToken => "missingToken",
+            ApiError::AuthorizationTooLarge => "requestHeaderTooLarge",
             ApiError::GraphRefused { code, .. } => code,
             ApiError::Throttled { .. } => "throttled",
             ApiError::UpstreamUnavailable(_) => "upstreamUnavailable",
@@ -62,8 +72,18 @@ impl ApiError {
             ApiError::ReportTooLarge(_) => "reportTooLarge",
             ApiError::UpstreamTimeout => "upstreamTimeout",
             ApiError::Overloaded { .. } => "overloaded",
+            ApiError::RequestTimeout => "requestTimeout",
             ApiError::NotFound => "notFound",
             ApiError::MethodNotAllowed => "methodNotAllowed",
+        }
+    }
+}
+
+impl From<BearerError> for ApiError {
+    fn from(err: BearerError) -> Self {
+        match err {
+            BearerError::Missing => ApiError::MissingToken,
+            BearerError::TooLarge => ApiError::AuthorizationTooLarge,
         }
     }
 }
@@ -105,9 +125,10 @@ pub struct ErrorBody {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// A stable code: `invalidPeriod`, `missingToken`, `throttled`, `upstreamUnavailable`,
-    /// `untrustedRedirect`, `invalidReport`, `reportTooLarge`, `upstreamTimeout`, `overloaded`,
-    /// `notFound`, `methodNotAllowed`, or Graph's own code for a refused token.
+    /// A stable code: `invalidPeriod`, `missingToken`, `requestHeaderTooLarge`, `throttled`,
+    /// `upstreamUnavailable`, `untrustedRedirect`, `invalidReport`, `reportTooLarge`,
+    /// `upstreamTimeout`, `overloaded`, `requestTimeout`, `notFound`, `methodNotAllowed`, or
+    /// Graph's own code for a refused token.
     pub code: String,
     pub message: String,
 }
@@ -117,6 +138,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::InvalidPeriod => StatusCode::BAD_REQUEST,
             ApiError::MissingToken => StatusCode::UNAUTHORIZED,
+            ApiError::AuthorizationTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::GraphRefused { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
@@ -127,18 +149,13 @@ impl ResponseError for ApiError {
             | ApiError::ReportTooLarge(_) => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code().to_owned(),
-                message: self.to_string(),
-            },
-        };
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((CONTENT_TYPE, "application/json"));
         match self {
@@ -159,7 +176,20 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        response.body(serde_json::to_vec(&body).expect("error bodies serialize"))
+        response.body(self.json_body())
+    }
+}
+
+impl ApiError {
+    /// `{"error":{"code":"...","message":"..."}}`.
+    pub fn json_body(&self) -> Vec<u8> {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+            },
+        };
+        serde_json::to_vec(&body).expect("error bodies serialize")
     }
 }
 

@@ -1,6 +1,7 @@
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod connection;
 pub mod error;
 pub mod graph;
 pub mod logging;

@@ -3,7 +3,15 @@
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
-use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
+use actix_http::{HttpService, Protocol};
+use actix_server::Server;
+use actix_service::{IntoServiceFactory, ServiceFactoryExt as _, map_config};
+use actix_web::{
+    App,
+    dev::{AppConfig, fn_service},
+    middleware::from_fn,
+    web,
+};
 use log::info;
 
 mod demo;
@@ -11,6 +19,7 @@ mod demo;
 use crate::{
     cache::{Caches, Freshness},
     config::Config,
+    connection::{self, ClientDeadlines, Deadlined},
     graph::{GraphClient, RetryPolicy, UpstreamSettings, tls_config},
     metrics::Metrics,
     routes::{self, health::Readiness},
@@ -75,7 +84,7 @@ impl Application {
         let readiness_data = web::Data::new(readiness.clone());
         let metrics_data = web::Data::from(Arc::clone(&metrics));
 
-        let server = HttpServer::new(move || {
+        let app = move || {
             // awc's client is per worker (not Send); the service, the semaphore and the metrics
             // are shared.
             let client = GraphClient::new(
@@ -88,15 +97,55 @@ impl Application {
                 .app_data(metrics_data.clone())
                 .app_data(readiness_data.clone())
                 .wrap(from_fn(telemetry::observe))
+                .wrap(from_fn(connection::track))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
-        })
-        .workers(config.workers.map_or_else(default_workers, |w| w.get()))
-        // Signals are ours: readiness must turn 503 and traffic drain before the server stops.
-        .disable_signals()
-        .shutdown_timeout(config.shutdown_timeout.as_secs())
-        .listen(listener)?
-        .run();
+        };
+        let deadlines = ClientDeadlines {
+            request: config.client_timeout,
+            keep_alive: config.keep_alive,
+        };
+        let workers = config.workers.map_or_else(default_workers, |w| w.get());
+        let mut builder = Server::build()
+            .workers(workers)
+            // actix counts per worker; the flag is a total.
+            .max_concurrent_connections(config.max_connections.div_ceil(workers))
+            // Signals are ours: readiness must turn 503 and traffic drain before the server stops.
+            .disable_signals()
+            .shutdown_timeout(config.shutdown_timeout.as_secs());
+        let shutdown = builder.graceful_shutdown_signal();
+        let local_addr = listener.local_addr()?;
+        builder = builder.listen("skype-gateway", listener, move || {
+            let shutdown = shutdown.clone();
+            let http = HttpService::build()
+                // Also enforced by `Deadlined`, which covers what this does not (see there).
+                .keep_alive(deadlines.keep_alive)
+                // Off: `Deadlined` bounds every request head, the first one included, and
+                // answers a JSON 408 where actix-http's would be bare.
+                .client_request_timeout(Duration::ZERO)
+                .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+                .local_addr(local_addr)
+                // Idle keep-alive connections close at once when the server stops.
+                .graceful_shutdown_signal(move || {
+                    let shutdown = shutdown.clone();
+                    async move { shutdown.notified().await }
+                })
+                .on_connect_ext(|io: &Deadlined<_>, data| {
+                    data.insert(io.tracker());
+                })
+                .finish(map_config(
+                    app()
+                        .into_factory()
+                        .map_err(|err: actix_web::Error| err.error_response()),
+                    |_| AppConfig::default(),
+                ));
+            fn_service(move |io: actix_web::rt::net::TcpStream| {
+                let peer = io.peer_addr().ok();
+                std::future::ready(Ok((Deadlined::new(io, deadlines), Protocol::Http1, peer)))
+            })
+            .and_then(http)
+        })?;
+        let server = builder.run();
 
         if let Some(demo) = &demo {
             demo.announce(port);
@@ -190,6 +239,10 @@ fn bind(listen: std::net::SocketAddr) -> std::io::Result<TcpListener> {
         )
     })
 }
+
+/// How long a connection that is being closed may take to read the end of its request and to
+/// take the answer: actix-web's own default, short because nothing more will be served on it.
+const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -53,7 +53,7 @@ NAMESPACE = "skype"
 # The chart's kubeVersion floor (native preStop sleep) and the newest schema set available.
 KUBE_VERSIONS = ["1.30.0", kv_utils.latest_version()]
 
-# DESIGN.md's configuration table plus the three shutdown/concurrency settings:
+# The configuration table plus the shutdown, concurrency and connection settings:
 # values key under `config` -> environment variable. The chart's `config` keys must be exactly
 # these, so a setting added on one side only is caught.
 CONFIG_ENV = {
@@ -74,6 +74,9 @@ CONFIG_ENV = {
     "graphBudget": "SKYPE_GATEWAY_GRAPH_BUDGET",
     "graphTenantBudget": "SKYPE_GATEWAY_GRAPH_TENANT_BUDGET",
     "graphBudgetReserve": "SKYPE_GATEWAY_GRAPH_BUDGET_RESERVE",
+    "maxConnections": "SKYPE_GATEWAY_MAX_CONNECTIONS",
+    "clientTimeout": "SKYPE_GATEWAY_CLIENT_TIMEOUT",
+    "keepAlive": "SKYPE_GATEWAY_KEEP_ALIVE",
     "logLevel": "RUST_LOG",
 }
 # Set by the demo itself (the simulator's URL), so the chart leaves them out in demo mode.

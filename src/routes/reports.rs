@@ -54,6 +54,9 @@ use crate::{
         (status = 403, description = "Graph refused the token (Graph's code and message, e.g. `Forbidden`)", body = ErrorBody),
         (status = 429, description = "`throttled`: Graph throttles and no stale copy may be served", body = ErrorBody,
             headers(("Retry-After" = inline(headers::RetryAfter), description = "Seconds to wait, passed on from Graph when Graph sent it"))),
+        (status = 431, description = "`requestHeaderTooLarge`: the `Authorization` header exceeds 16 KiB; Graph is not called",
+            body = ErrorBody,
+            example = json!({"error": {"code": "requestHeaderTooLarge", "message": "the Authorization header exceeds 16384 bytes"}})),
         (status = 502, description = "`upstreamUnavailable`, `untrustedRedirect`, `invalidReport` or `reportTooLarge`", body = ErrorBody),
         (status = 503, description = "`overloaded`: no slot for a Graph call in time; no stale copy may be served", body = ErrorBody,
             headers(("Retry-After" = inline(headers::RetryAfter), description = "Seconds to wait"))),
@@ -72,7 +75,7 @@ pub async fn activity_counts(
         .unwrap_or_default()
         .parse()
         .map_err(|_| ApiError::InvalidPeriod)?;
-    let token = BearerToken::from_headers(req.headers()).ok_or(ApiError::MissingToken)?;
+    let token = BearerToken::from_headers(req.headers())?;
     let served = reports.report(&token, period, request_id.as_str()).await?;
     Ok(answer(&req, &served))
 }

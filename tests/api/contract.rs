@@ -290,10 +290,10 @@ async fn the_document_describes_what_the_design_promises() {
     assert_eq!(
         keys(responses),
         set(&[
-            "200", "304", "400", "401", "403", "429", "502", "503", "504"
+            "200", "304", "400", "401", "403", "429", "431", "502", "503", "504"
         ])
     );
-    for status in ["400", "401", "403", "429", "502", "503", "504"] {
+    for status in ["400", "401", "403", "429", "431", "502", "503", "504"] {
         assert_eq!(
             responses[status]["content"]["application/json"]["schema"]["$ref"],
             "#/components/schemas/ErrorBody",

@@ -3,6 +3,7 @@
 mod admission;
 mod budget;
 mod cache;
+mod connections;
 mod contract;
 mod errors;
 mod hardening;

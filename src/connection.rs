@@ -1,0 +1,259 @@
+//! Deadlines for every request a client connection carries.
+//!
+//! actix-http bounds only the first request head of a connection (its head timer is cleared
+//! once that head is parsed and never set again) and the idle time between requests (its
+//! keep-alive timer is cleared by the first byte that arrives). A client that trickles the head
+//! of its second request a byte at a time, or sends a chunked body that never ends (which
+//! actix-http drains after the answer), holds the connection for as long as it likes.
+//!
+//! [`Deadlined`] wraps the socket and knows, through [`track`] in front of the app, whether a
+//! request is in the service. While none is, the connection is either idle (closed after the
+//! keep-alive time) or receiving a request (closed when the head has not reached the service
+//! within the client timeout of its first byte). Reading is what actix-http does while it
+//! waits, so the deadline is checked there: a read past it ends the stream, after a JSON 408
+//! with an `X-Request-Id` for a request that was under way. actix-http's own head timer is
+//! off, so that its bare 408 (no body, no id) is never the answer.
+
+use std::{
+    cell::Cell,
+    io,
+    pin::Pin,
+    rc::Rc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use actix_web::{
+    Error,
+    body::MessageBody,
+    dev::{ServiceRequest, ServiceResponse},
+    middleware::Next,
+};
+
+use crate::error::ApiError;
+use log::debug;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    time::{Instant, Sleep},
+};
+
+/// The deadlines a connection's client must meet.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientDeadlines {
+    /// From a request's first byte (a connection's start, for its first request) until its
+    /// head reaches the service.
+    pub request: Duration,
+    /// Between the end of one request and the first byte of the next.
+    pub keep_alive: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    /// Receiving a request head, or a body nobody reads, since then.
+    Receiving(Instant),
+    /// Between requests since then.
+    Idle(Instant),
+    /// A request is in the service, bounded by its own deadlines (the upstream timeout).
+    Serving,
+}
+
+#[derive(Debug)]
+struct State {
+    phase: Cell<Phase>,
+    /// Bytes arrived while a request was served: the next request (pipelined) or a body.
+    read_while_serving: Cell<bool>,
+}
+
+/// The connection's side of the state [`track`] updates, stored in the connection's data.
+#[derive(Debug, Clone)]
+pub struct Tracker(Rc<State>);
+
+/// A client socket that ends its stream when its client misses a deadline.
+pub struct Deadlined<T> {
+    io: T,
+    state: Rc<State>,
+    deadlines: ClientDeadlines,
+    timer: Pin<Box<Sleep>>,
+    timed_out: bool,
+    /// The last write did not finish: an answer is still on its way, so no 408 may cut in.
+    write_blocked: bool,
+}
+
+impl<T> Deadlined<T> {
+    pub fn new(io: T, deadlines: ClientDeadlines) -> Self {
+        let now = Instant::now();
+        Deadlined {
+            io,
+            state: Rc::new(State {
+                phase: Cell::new(Phase::Receiving(now)),
+                read_while_serving: Cell::new(false),
+            }),
+            deadlines,
+            timer: Box::pin(tokio::time::sleep_until(now + deadlines.request)),
+            timed_out: false,
+            write_blocked: false,
+        }
+    }
+
+    /// For the connection's data, where [`track`] finds it.
+    pub fn tracker(&self) -> Tracker {
+        Tracker(Rc::clone(&self.state))
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match self.state.phase.get() {
+            Phase::Receiving(since) => Some(since + self.deadlines.request),
+            Phase::Idle(since) => Some(since + self.deadlines.keep_alive),
+            Phase::Serving => None,
+        }
+    }
+
+    /// Whether the current deadline has passed; if not, the timer wakes the task when it does.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.deadline() else {
+            return false;
+        };
+        if Instant::now() >= deadline {
+            return true;
+        }
+        if self.timer.deadline() != deadline {
+            self.timer.as_mut().reset(deadline);
+        }
+        self.timer.as_mut().poll(cx).is_ready()
+    }
+
+    fn received_bytes(&self) {
+        match self.state.phase.get() {
+            Phase::Idle(_) => self.state.phase.set(Phase::Receiving(Instant::now())),
+            Phase::Receiving(_) => {}
+            Phase::Serving => self.state.read_while_serving.set(true),
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> Deadlined<T> {
+    /// Ends the stream; a request under way is told why first, if the socket takes it at once.
+    fn time_out(&mut self, cx: &mut Context<'_>) {
+        self.timed_out = true;
+        if !matches!(self.state.phase.get(), Phase::Receiving(_)) || self.write_blocked {
+            return;
+        }
+        let request_id = uuid::Uuid::new_v4();
+        let answer = request_timeout_answer(&request_id.to_string());
+        // Best effort, and never waited for: the connection closes either way.
+        let _ = Pin::new(&mut self.io).poll_write(cx, &answer);
+        debug!(
+            "request head not received within {:?}; answered 408, request_id={request_id}",
+            self.deadlines.request
+        );
+    }
+}
+
+/// The 408 written before closing: what the service would have answered, had it been called.
+fn request_timeout_answer(request_id: &str) -> Vec<u8> {
+    let body = ApiError::RequestTimeout.json_body();
+    let mut answer = format!(
+        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\nx-request-id: {request_id}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    answer.extend_from_slice(&body);
+    answer
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlined<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.timed_out {
+            return Poll::Ready(Ok(()));
+        }
+        if this.expired(cx) {
+            this.time_out(cx);
+            // End of stream: actix-http closes the connection as if the client had.
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.io).poll_read(cx, buf);
+        if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.received_bytes();
+        }
+        read
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Deadlined<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        // An answer is written right after its request left the service, in the same poll and
+        // with no read in between: the timer for the next deadline is set here, or nothing
+        // would wake the connection when it passes.
+        self.expired(cx);
+        let written = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.write_blocked = written.is_pending();
+        written
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.expired(cx);
+        let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.write_blocked = written.is_pending();
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Marks the connection as serving while the request is in the app, so that its deadlines
+/// pause; afterwards they start again from now.
+pub async fn track(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let _serving = req.conn_data::<Tracker>().map(Serving::begin);
+    next.call(req).await
+}
+
+/// A request in the service; dropped when it is answered or its connection goes.
+struct Serving(Rc<State>);
+
+impl Serving {
+    fn begin(tracker: &Tracker) -> Serving {
+        tracker.0.phase.set(Phase::Serving);
+        tracker.0.read_while_serving.set(false);
+        Serving(Rc::clone(&tracker.0))
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        // Bytes already read belong to a request that started while this one was served.
+        self.0.phase.set(if self.0.read_while_serving.get() {
+            Phase::Receiving(now)
+        } else {
+            Phase::Idle(now)
+        });
+    }
+}
