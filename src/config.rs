@@ -239,7 +239,32 @@ mod tests {
         assert_eq!(c.max_connections, 25_000);
         assert_eq!(c.client_timeout, Duration::from_secs(5));
         assert_eq!(c.keep_alive, Duration::from_secs(5));
+        assert_eq!(c.max_queued_upstream, 64);
+        let ten_minutes = Duration::from_secs(600);
+        assert_eq!(
+            (c.graph_budget.calls, c.graph_budget.per),
+            (14, ten_minutes)
+        );
+        assert_eq!(
+            (c.graph_tenant_budget.calls, c.graph_tenant_budget.per),
+            (40, ten_minutes)
+        );
+        assert_eq!(c.graph_budget_reserve, 4);
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn the_budget_reserve_is_at_most_half_the_budget() {
+        let c = parse(&["--graph-budget", "10/1m", "--graph-budget-reserve", "5"]).unwrap();
+        assert!(c.validate().is_ok());
+        let c = parse(&["--graph-budget", "10/1m", "--graph-budget-reserve", "6"]).unwrap();
+        let err = c.validate().unwrap_err();
+        assert!(err.contains("--graph-budget-reserve 6"), "{err}");
+        assert!(
+            parse(&["--graph-budget", "14"])
+                .unwrap_err()
+                .contains("--graph-budget")
+        );
     }
 
     #[test]
