@@ -24,6 +24,14 @@ pub struct Rate {
 }
 
 impl Rate {
+    /// How long a call counts against the window: the window, and a fiftieth more. Graph counts
+    /// a call when it arrives, a moment after the gateway started it; without the margin the
+    /// call that a sliding window frees could reach Graph a moment before Graph's own window
+    /// has let the oldest call go.
+    fn hold(self) -> Duration {
+        self.per + self.per / 50
+    }
+
     /// `N/DURATION`, as `14/10m` or `40/10m`.
     pub fn parse(text: &str) -> Result<Rate, String> {
         let (calls, per) = text
@@ -143,7 +151,7 @@ impl Books {
         let used = u32::try_from(self.starts.len()).unwrap_or(u32::MAX);
         let left = rate.calls.saturating_sub(used);
         let frees_in = self.starts.front().map_or(Duration::ZERO, |&oldest| {
-            (oldest + rate.per).saturating_duration_since(now)
+            (oldest + rate.hold()).saturating_duration_since(now)
         });
         (left, frees_in)
     }
@@ -203,7 +211,7 @@ impl Budget {
             let Some(entry) = books.get_mut(key) else {
                 continue;
             };
-            entry.prune(now, rate.per);
+            entry.prune(now, rate.hold());
             if let Some(until) = entry.paused_until {
                 paused = longest(paused, until.saturating_duration_since(now));
                 continue;
@@ -269,7 +277,10 @@ impl Budget {
     /// Drops the books of keys with nothing left in their window, so that keys seen once (a
     /// tenant that called once a day) do not accumulate.
     pub fn sweep(&self, now: Instant) {
-        let (per_app, per_tenant) = (self.settings.per_app.per, self.settings.per_tenant.per);
+        let (per_app, per_tenant) = (
+            self.settings.per_app.hold(),
+            self.settings.per_tenant.hold(),
+        );
         self.lock().retain(|key, entry| {
             let window = match key {
                 Key::App(_) => per_app,
@@ -353,23 +364,20 @@ mod tests {
 
         let refused = budget.take(&key("contoso", "app"), Required, t0 + 5 * MINUTE);
 
-        // The first call leaves the window ten minutes after it started.
+        // The first call leaves the window ten minutes (and the 12 s margin) after it started.
+        let held = 10 * MINUTE + Duration::from_secs(12);
         assert_eq!(
             refused.unwrap_err(),
             Deferral {
                 reason: OVER,
-                wait: 5 * MINUTE
+                wait: held - 5 * MINUTE
             }
         );
+        let at = |t| budget.take(&key("contoso", "app"), Required, t);
+        assert!(at(t0 + held - Duration::from_millis(1)).is_err());
+        assert!(at(t0 + held).is_ok());
         assert!(
-            budget
-                .take(&key("contoso", "app"), Required, t0 + 10 * MINUTE)
-                .is_ok()
-        );
-        assert!(
-            budget
-                .take(&key("contoso", "app"), Required, t0 + 10 * MINUTE)
-                .is_err(),
+            at(t0 + held).is_err(),
             "the second call is still in the window"
         );
     }
@@ -459,7 +467,7 @@ mod tests {
         let _kept = budget.take(&key("contoso", "app"), Required, t0).unwrap();
         budget.pause(&key("fabrikam", "app"), MINUTE, t0);
         assert_eq!(budget.keys(), 3);
-        budget.sweep(t0 + 10 * MINUTE);
+        budget.sweep(t0 + 11 * MINUTE);
         assert_eq!(budget.keys(), 0);
     }
 }
