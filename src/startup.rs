@@ -85,8 +85,8 @@ impl Application {
         let metrics_data = web::Data::from(Arc::clone(&metrics));
 
         let app = move || {
-            // awc's client is per worker (not Send); the service, the semaphore and the metrics
-            // are shared.
+            // awc's client is per worker (not Send); the service (with its admission point and
+            // Graph's budget) and the metrics are shared.
             let client = GraphClient::new(
                 Arc::clone(&settings),
                 Arc::clone(&metrics),

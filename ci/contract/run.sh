@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Contract check (issue 5): schemathesis, every check on, against a running `--demo` gateway and
+# Contract check: schemathesis, every check on, against a running `--demo` gateway and
 # the OpenAPI document it serves at /openapi.json. It must report no failure: no 5xx, every
 # status, content type, body and header as documented, invalid input refused, the bearer token
 # enforced, an undocumented method answered 405 with `Allow`. openapi-spec-validator first gives

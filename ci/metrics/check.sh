@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Operational checks against a real `--demo` gateway (issue 4):
+# Operational checks against a real `--demo` gateway:
 #  1. traffic that yields a MISS, a HIT, a REVALIDATED and a STALE answer, then a /metrics scrape
 #     piped through `promtool check metrics`, with every documented metric name present and the
 #     cache counters showing all four results;

@@ -21,7 +21,8 @@ pub enum GraphError {
     #[error("{detail}")]
     Unavailable {
         detail: String,
-        /// Whether the design allows a retry (502/503/504 and connection errors).
+        /// Whether the retry policy may try again: 502/503/504, connection failures, a failed
+        /// download.
         retryable: bool,
         retry_after: Option<Duration>,
         request_id: Option<String>,

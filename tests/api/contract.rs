@@ -1,7 +1,8 @@
 //! The OpenAPI document as a contract: what `/openapi.json` serves is a valid OpenAPI 3.1
-//! document, it names what DESIGN.md promises, and real answers of the gateway (bodies, content
-//! types and headers, errors included) match it. Schemas are checked with the `jsonschema`
-//! crate, `$ref`s resolved into the document's own components.
+//! document, it names the routes, parameters, statuses, headers and schemas the README
+//! documents, and real answers of the gateway (bodies, content types and headers, errors
+//! included) match it. Schemas are checked with the `jsonschema` crate, `$ref`s resolved into
+//! the document's own components.
 //!
 //! `schemas/openapi-3.1.json` is the OpenAPI Initiative's schema of 3.1 documents
 //! (`$id` `https://spec.openapis.org/oas/3.1/schema/2022-10-07`, Apache-2.0) as shipped in the
