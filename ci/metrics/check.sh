@@ -71,6 +71,7 @@ echo "promtool: no problems"
 for name in skype_gateway_http_requests_total skype_gateway_http_request_duration_seconds \
   skype_gateway_cache_lookups_total skype_gateway_upstream_requests_total \
   skype_gateway_upstream_request_duration_seconds skype_gateway_upstream_retries_total \
+  skype_gateway_upstream_deferred_total \
   skype_gateway_cache_entries skype_gateway_cache_bytes process_resident_memory_bytes; do
   grep -q "^# TYPE $name " "$work/metrics.txt" || fail "metric $name missing"
 done

@@ -92,9 +92,12 @@ pub enum Need {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deferral {
     pub reason: DeferReason,
-    /// How long until a call for the key may start (for `Retry-After`); zero for the reserve,
-    /// which only a caller with no other way in may spend.
+    /// How long until a call for the key may start; zero for the reserve, which only a caller
+    /// with no other way in may spend.
     pub wait: Duration,
+    /// What a caller is told to wait (`Retry-After`): the same, but never more than Graph's
+    /// own window, which the gateway's margin only lengthens for itself.
+    pub retry_after: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,8 +207,7 @@ impl Budget {
         ];
         let mut books = self.lock();
         // The longest wait of each kind; a pause outranks the budget.
-        let (mut paused, mut over) = (None::<Duration>, None::<Duration>);
-        let longest = |current: Option<Duration>, wait| Some(current.map_or(wait, |c| c.max(wait)));
+        let (mut paused, mut over) = (None::<Duration>, None::<(Duration, Duration)>);
         for key in &keys {
             let rate = self.rate(key);
             let Some(entry) = books.get_mut(key) else {
@@ -213,30 +215,34 @@ impl Budget {
             };
             entry.prune(now, rate.hold());
             if let Some(until) = entry.paused_until {
-                paused = longest(paused, until.saturating_duration_since(now));
+                let wait = until.saturating_duration_since(now);
+                paused = Some(paused.map_or(wait, |p| p.max(wait)));
                 continue;
             }
             let (left, frees_in) = entry.room(rate, now);
-            if left == 0 {
-                over = longest(over, frees_in);
+            let wait = if left == 0 {
+                frees_in
             } else if need == Need::Refresh && left <= self.settings.reserve {
-                over = longest(over, Duration::ZERO);
-            }
+                Duration::ZERO
+            } else {
+                continue;
+            };
+            let told = wait.min(rate.per);
+            over = Some(over.map_or((wait, told), |(w, t)| (w.max(wait), t.max(told))));
         }
-        match (paused, over) {
-            (Some(wait), _) => {
-                return Err(Deferral {
-                    reason: DeferReason::Paused,
-                    wait,
-                });
-            }
-            (None, Some(wait)) => {
-                return Err(Deferral {
-                    reason: DeferReason::Budget,
-                    wait,
-                });
-            }
-            (None, None) => {}
+        if let Some(wait) = paused {
+            return Err(Deferral {
+                reason: DeferReason::Paused,
+                wait,
+                retry_after: wait,
+            });
+        }
+        if let Some((wait, retry_after)) = over {
+            return Err(Deferral {
+                reason: DeferReason::Budget,
+                wait,
+                retry_after,
+            });
         }
         for key in keys {
             books.entry(key).or_default().starts.push_back(now);
@@ -370,8 +376,22 @@ mod tests {
             refused.unwrap_err(),
             Deferral {
                 reason: OVER,
-                wait: held - 5 * MINUTE
+                wait: held - 5 * MINUTE,
+                retry_after: held - 5 * MINUTE,
             }
+        );
+        let burst = super::Budget::new(budget.settings);
+        for _ in 0..14 {
+            burst.take(&key("contoso", "app"), Required, t0).unwrap();
+        }
+        let told = burst
+            .take(&key("contoso", "app"), Required, t0)
+            .unwrap_err();
+        assert_eq!(told.wait, held);
+        assert_eq!(
+            told.retry_after,
+            10 * MINUTE,
+            "a caller is told at most the window, however long the gateway's margin"
         );
         let at = |t| budget.take(&key("contoso", "app"), Required, t);
         assert!(at(t0 + held - Duration::from_millis(1)).is_err());
@@ -417,7 +437,8 @@ mod tests {
             at(0).unwrap_err(),
             Deferral {
                 reason: Paused,
-                wait: Duration::from_secs(120)
+                wait: Duration::from_secs(120),
+                retry_after: Duration::from_secs(120),
             }
         );
         assert_eq!(at(30).unwrap_err().wait, Duration::from_secs(90));

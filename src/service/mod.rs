@@ -453,7 +453,7 @@ impl ReportService {
                     retry_after: OVERLOADED_RETRY_AFTER,
                 },
                 Attempt::Deferred(deferral) => ApiError::Throttled {
-                    retry_after: Some(whole_seconds(deferral.wait)),
+                    retry_after: Some(whole_seconds(deferral.retry_after)),
                 },
             }),
             verdict @ (Verdict::Hit | Verdict::Revalidate | Verdict::Fetch | Verdict::Refuse) => {
@@ -514,6 +514,17 @@ impl ReportService {
                 }
                 _ => {}
             }
+            // Without Graph's figure, the caller is told the pause the gateway keeps.
+            let err = match err {
+                GraphError::Throttled {
+                    retry_after: None,
+                    request_id,
+                } => GraphError::Throttled {
+                    retry_after: Some(DEFAULT_PAUSE),
+                    request_id,
+                },
+                err => err,
+            };
             let retry = self
                 .settings
                 .retry

@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use graph_simulator::Fault;
 
-use crate::helpers::{spawn_app_with, token_of};
+use crate::helpers::{metric_value, spawn_app_with, token_of};
 
 #[actix_web::test]
 async fn a_full_queue_answers_503_overloaded_at_once() {

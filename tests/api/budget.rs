@@ -311,3 +311,24 @@ async fn a_known_user_does_not_wait_through_retries() {
     assert_eq!(refreshed.status, 200);
     assert_ne!(refreshed.body, old.body);
 }
+
+#[actix_web::test]
+async fn graphs_429_without_retry_after_is_answered_with_the_pause_it_starts() {
+    let app = spawn_app_with(budget(14, 10)).await;
+    app.sim.fail_next(
+        1,
+        Fault::Status {
+            status: 429,
+            retry_after: None,
+        },
+    );
+
+    let throttled = app.report("D7", &app_token("contoso", APP)).await;
+    let next = app.report("D7", &app_token("contoso", APP)).await;
+
+    assert_eq!(throttled.status, 429);
+    assert_eq!(retry_after(&throttled), 60);
+    assert_eq!(next.status, 429);
+    assert!((59..=60).contains(&retry_after(&next)));
+    assert_eq!(app.sim.report_calls(), 1);
+}

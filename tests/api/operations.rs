@@ -204,6 +204,11 @@ async fn metrics_are_exported_by_route_template_with_every_documented_name() {
     ] {
         assert!(text.contains(name), "{name} missing");
     }
+    // Every reason of a call not made is exported from the start, at zero.
+    for reason in ["paused", "budget", "overloaded"] {
+        let series = format!(r#"skype_gateway_upstream_deferred_total{{reason="{reason}"}}"#);
+        assert_eq!(metric_value(&text, &series), 0.0, "{series}");
+    }
     let reports = r#"skype_gateway_http_requests_total{method="GET",route="/skype/activity-counts/{period}",status="200"}"#;
     assert_eq!(metric_value(&text, reports), 2.0);
     assert_eq!(
