@@ -36,4 +36,7 @@ async fn a_full_queue_answers_503_overloaded_at_once() {
         1,
         "the turned-away call was not made"
     );
+    let metrics = app.metrics().await;
+    let overloaded = r#"skype_gateway_upstream_deferred_total{reason="overloaded"}"#;
+    assert_eq!(metric_value(&metrics, overloaded), 1.0);
 }
