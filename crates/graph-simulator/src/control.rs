@@ -3,13 +3,16 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /_simulator/stats` | `{"reportCalls":N,"downloadCalls":M}` |
+//! | `GET /_simulator/stats` | `{"reportCalls":N,"downloadCalls":M,"throttledCalls":T,"windows":{...}}` (below) |
 //! | `GET /_simulator/calls` | the call log: `[{"kind":"report","pathAndQuery":"...","status":302,"headers":[["name","value"]]}]` |
 //! | `POST /_simulator/reset` | `204`: counters, call log and faults cleared |
 //! | `POST /_simulator/faults` | `204`: one fault queued (body below); `400` with `{"error":"..."}` if the body is wrong |
 //! | `DELETE /_simulator/faults` | `204`: faults cleared |
 //! | `POST /_simulator/advance-data` | `204`: a new data version, every ETag changes |
 //! | `POST /_simulator/rejected-tokens` | `204`: report calls with the token `{"token":"..."}` get `401 InvalidAuthenticationToken`; `400` if the body is wrong |
+//! | `GET /_simulator/limits` | the throttling limits, `{"perApp":14,"perTenant":40,"windowMs":600000}`, or `null` when off |
+//! | `POST /_simulator/limits` | `204`: new limits (the same body, every field required), every window empty; `400` if the body is wrong |
+//! | `DELETE /_simulator/limits` | `204`: throttling off, every call admitted and none counted |
 //!
 //! A fault body is `{"fault":KIND, ...fields, "times":N}` or `{..., "always":true}` (no `times`
 //! means once). Kinds and fields: `status` (`status`, optional `retryAfter` seconds),
@@ -19,13 +22,20 @@
 //! `oversizedCsv` (`bytes`), `manyRows` (`rows`), `foreignRedirect` (`location`), `missingLocation`, `directCsv`.
 //! For example `{"fault":"status","status":429,"retryAfter":2,"times":3}`. Any content type is
 //! accepted, so `curl -d` works as is.
+//!
+//! In the stats, `throttledCalls` counts the `429`s answered for the limits (not those of a
+//! fault), and `windows` the calls in each throttling window now, keys with none left out:
+//! `{"apps":[{"tenant":"...","app":"...","function":"...","calls":N}],"tenants":[{"tenant":"...",
+//! "function":"...","calls":N}]}`. An app is the token's `appid` or `azp`, or `token-` and a hash
+//! of a token that names neither. `POST /_simulator/reset` zeroes `throttledCalls` but keeps the
+//! windows, as Graph would; setting the limits empties them.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use super::{Fault, state::Shared};
+use super::{Fault, GraphLimits, limits::WindowCounts, state::Shared};
 
 pub(super) fn scope() -> actix_web::Scope {
     web::scope("/_simulator")
@@ -36,6 +46,9 @@ pub(super) fn scope() -> actix_web::Scope {
         .route("/faults", web::delete().to(clear_faults))
         .route("/advance-data", web::post().to(advance_data))
         .route("/rejected-tokens", web::post().to(reject_token))
+        .route("/limits", web::get().to(limits))
+        .route("/limits", web::post().to(set_limits))
+        .route("/limits", web::delete().to(clear_limits))
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -43,6 +56,38 @@ pub(super) fn scope() -> actix_web::Scope {
 pub(super) struct Stats {
     pub report_calls: usize,
     pub download_calls: usize,
+    pub throttled_calls: usize,
+    pub windows: WindowCounts,
+}
+
+/// [`GraphLimits`] as JSON, the window in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LimitsSpec {
+    per_app: u32,
+    per_tenant: u32,
+    window_ms: u64,
+}
+
+impl LimitsSpec {
+    fn of(limits: GraphLimits) -> LimitsSpec {
+        LimitsSpec {
+            per_app: limits.per_app,
+            per_tenant: limits.per_tenant,
+            window_ms: u64::try_from(limits.window.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    fn into_limits(self) -> Result<GraphLimits, String> {
+        if self.window_ms == 0 {
+            return Err("windowMs must be at least 1".into());
+        }
+        Ok(GraphLimits {
+            per_app: self.per_app,
+            per_tenant: self.per_tenant,
+            window: Duration::from_millis(self.window_ms),
+        })
+    }
 }
 
 /// [`Fault`] as JSON: durations in milliseconds, statuses checked.
@@ -153,6 +198,8 @@ async fn stats(shared: web::Data<Shared>) -> HttpResponse {
     HttpResponse::Ok().json(Stats {
         report_calls: state.report_calls,
         download_calls: state.download_calls,
+        throttled_calls: state.books.throttled,
+        windows: state.books.counts(Instant::now()),
     })
 }
 
@@ -202,6 +249,29 @@ async fn reject_token(body: web::Bytes, shared: web::Data<Shared>) -> HttpRespon
             HttpResponse::BadRequest().json(serde_json::json!({ "error": error.to_string() }))
         }
     }
+}
+
+async fn limits(shared: web::Data<Shared>) -> HttpResponse {
+    let limits = shared.lock().books.limits();
+    HttpResponse::Ok().json(limits.map(LimitsSpec::of))
+}
+
+async fn set_limits(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let parsed = serde_json::from_slice::<LimitsSpec>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(LimitsSpec::into_limits);
+    match parsed {
+        Ok(limits) => {
+            shared.lock().books.set_limits(Some(limits));
+            HttpResponse::NoContent().finish()
+        }
+        Err(error) => HttpResponse::BadRequest().json(serde_json::json!({ "error": error })),
+    }
+}
+
+async fn clear_limits(shared: web::Data<Shared>) -> HttpResponse {
+    shared.lock().books.set_limits(None);
+    HttpResponse::NoContent().finish()
 }
 
 #[cfg(test)]
@@ -274,5 +344,38 @@ mod tests {
         ] {
             assert!(parse(json).is_err(), "{json}");
         }
+    }
+
+    #[test]
+    fn limits_take_all_three_fields_and_a_window_of_at_least_a_millisecond() {
+        let parse = |json: &str| {
+            serde_json::from_str::<LimitsSpec>(json)
+                .map_err(|e| e.to_string())
+                .and_then(LimitsSpec::into_limits)
+        };
+        assert_eq!(
+            parse(r#"{"perApp":2,"perTenant":3,"windowMs":1500}"#),
+            Ok(GraphLimits {
+                per_app: 2,
+                per_tenant: 3,
+                window: Duration::from_millis(1500)
+            })
+        );
+        for json in [
+            r#"{"perApp":2,"perTenant":3}"#,
+            r#"{"perApp":2,"perTenant":3,"windowMs":0}"#,
+            r#"{"perApp":-1,"perTenant":3,"windowMs":10}"#,
+            r#"{"perApp":2,"perTenant":3,"windowMs":10,"window":1}"#,
+        ] {
+            assert!(parse(json).is_err(), "{json}");
+        }
+        assert_eq!(
+            LimitsSpec::of(GraphLimits::default()),
+            LimitsSpec {
+                per_app: 14,
+                per_tenant: 40,
+                window_ms: 600_000
+            }
+        );
     }
 }

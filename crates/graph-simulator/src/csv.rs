@@ -138,6 +138,11 @@ pub(super) fn opaque_tenant(token: &str) -> String {
     format!("opaque-{}", hex(&hash(&[b"tenant", token.as_bytes()])[..8]))
 }
 
+/// The app a token without `appid` or `azp` stands for.
+pub(super) fn opaque_app(token: &str) -> String {
+    format!("token-{}", hex(&hash(&[b"app", token.as_bytes()])[..8]))
+}
+
 /// BLAKE3 over length-prefixed parts, so that ("ab", "c") and ("a", "bc") differ.
 fn hash(parts: &[&[u8]]) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new();

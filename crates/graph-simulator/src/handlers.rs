@@ -24,13 +24,17 @@ use futures_util::StreamExt as _;
 use super::token::{bearer, claims};
 use super::{
     CallKind, Fault, SeenCall,
-    csv::{CsvShape, ReportData, opaque_tenant},
+    csv::{CsvShape, ReportData, opaque_app, opaque_tenant},
     date::{timestamp_now, unix_seconds},
+    limits::{CallKey, Throttled},
     state::{LinkRefusal, Shared, Target},
 };
 use crate::Period;
 
 const FUNCTION: &str = "getSkypeForBusinessActivityCounts";
+
+/// Graph's own message on a throttled call.
+const THROTTLED_MESSAGE: &str = "Please retry again later.";
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/v1.0/reports/{function}", web::get().to(report))
@@ -64,7 +68,8 @@ async fn unknown_segment(req: HttpRequest) -> HttpResponse {
     Answer::Error(GraphError::bad_request(message)).respond(&Ids::of(&req))
 }
 
-/// Graph checks the token before the URL, and only calls it would answer normally meet faults.
+/// Graph checks the token before the URL and both before it throttles: only a call that reaches
+/// the report function counts toward the limits, a 304 included. A throttled call meets no fault.
 fn answer_report(req: &HttpRequest, shared: &Shared) -> (Answer, Duration) {
     let refuse = |error: GraphError| (Answer::Error(error), Duration::ZERO);
     if let Some(Fault::Outage(status)) = shared.lock().take_fault(Target::FrontDoor) {
@@ -78,7 +83,7 @@ fn answer_report(req: &HttpRequest, shared: &Shared) -> (Answer, Duration) {
             "Access token validation failure.",
         ));
     }
-    if let Some((_, Some(exp))) = claims(token)
+    if let Some(exp) = claims(token).and_then(|claims| claims.exp)
         && exp <= unix_seconds()
     {
         return refuse(GraphError::unauthenticated(
@@ -89,9 +94,19 @@ fn answer_report(req: &HttpRequest, shared: &Shared) -> (Answer, Duration) {
         Ok(period) => period,
         Err(message) => return refuse(GraphError::bad_request(message)),
     };
-    let tenant = tenant_of(token);
+    let key = CallKey {
+        tenant: tenant_of(token),
+        app: app_of(token),
+        function: FUNCTION.to_string(),
+    };
 
     let mut state = shared.lock();
+    if let Err(Throttled { retry_after }) = state.books.admit(&key, Instant::now()) {
+        return refuse(
+            GraphError::from_status(429, Some(retry_after)).with_message(THROTTLED_MESSAGE),
+        );
+    }
+    let tenant = key.tenant;
     let data = ReportData {
         tenant,
         period,
@@ -243,8 +258,16 @@ fn body_shape(fault: Option<Fault>) -> CsvShape {
 /// The tenant whose data a token sees: its `tid`, or a stand-in derived from an opaque token.
 pub(super) fn tenant_of(token: &str) -> String {
     claims(token)
-        .and_then(|(tid, _)| tid)
+        .and_then(|claims| claims.tid)
         .unwrap_or_else(|| opaque_tenant(token))
+}
+
+/// The app Graph counts a call against: `appid` or `azp`, else the token stands for itself
+/// (hashed, so that the stats never show a token).
+fn app_of(token: &str) -> String {
+    claims(token)
+        .and_then(|claims| claims.app)
+        .unwrap_or_else(|| opaque_app(token))
 }
 
 /// The period of `/v1.0/reports/getSkypeForBusinessActivityCounts(period='D7')`, or Graph's

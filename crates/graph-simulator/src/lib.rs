@@ -11,11 +11,16 @@
 //!
 //! The tenant of a call is the `tid` claim of a JWT or, for an opaque token, a hash of it; like
 //! the gateway, the simulator does not verify tokens beyond `exp` and [`Simulator::reject_token`].
+//!
+//! Like Graph, it throttles report calls by default ([`GraphLimits`]): per (tenant, app, report
+//! function) and per (tenant, report function), the app being the token's `appid` or `azp` claim,
+//! or the token itself when it has neither. A call refused for its token counts toward nothing.
 
 mod control;
 mod csv;
 mod date;
 mod handlers;
+mod limits;
 mod period;
 mod state;
 #[cfg(test)]
@@ -30,6 +35,7 @@ use serde::Serialize;
 
 use csv::{CsvShape, ReportData};
 use date::Day;
+pub use limits::GraphLimits;
 pub use period::Period;
 use state::Shared;
 
@@ -46,6 +52,8 @@ pub struct SimulatorConfig {
     pub refresh_date: Option<String>,
     /// Server worker threads.
     pub workers: usize,
+    /// Graph's throttling of report calls; `None` admits every call.
+    pub limits: Option<GraphLimits>,
 }
 
 impl Default for SimulatorConfig {
@@ -56,6 +64,7 @@ impl Default for SimulatorConfig {
             download_ttl: Duration::from_secs(5 * 60),
             refresh_date: None,
             workers: 1,
+            limits: Some(GraphLimits::default()),
         }
     }
 }
@@ -234,6 +243,20 @@ impl Simulator {
         self.shared.lock().version += 1;
     }
 
+    /// Replaces the throttling limits (`None` turns throttling off). Every window starts empty.
+    pub fn set_limits(&self, limits: Option<GraphLimits>) {
+        self.shared.lock().books.set_limits(limits);
+    }
+
+    pub fn limits(&self) -> Option<GraphLimits> {
+        self.shared.lock().books.limits()
+    }
+
+    /// Report calls answered `429` for being over a limit (not those of [`Fault::Status`]).
+    pub fn throttled_calls(&self) -> usize {
+        self.shared.lock().books.throttled
+    }
+
     pub fn report_calls(&self) -> usize {
         self.shared.lock().report_calls
     }
@@ -247,7 +270,8 @@ impl Simulator {
         self.shared.lock().calls()
     }
 
-    /// Zeroes the counters and empties the call log; faults and rejected tokens stay.
+    /// Zeroes the counters and empties the call log; faults, rejected tokens and the throttling
+    /// windows stay.
     pub fn reset_counters(&self) {
         self.shared.lock().reset_counters();
     }
@@ -281,17 +305,38 @@ impl Simulator {
 /// A JWT-shaped token (`header.payload.signature`, base64url) with `tid` and, when given, `exp`,
 /// for tests and the demo. Its signature is not real, so only the simulator accepts it. Each
 /// call returns a different token (a random `uti` claim), even for the same tenant and expiry.
+///
+/// It names no app, so Graph's limits count it as an app of its own.
 pub fn test_token(tenant: &str, exp: Option<u64>) -> String {
+    jwt(tenant, exp, serde_json::Map::new())
+}
+
+/// Like [`test_token`], for the app `app`: a v1 token with its `appid` claim. Tokens of the same
+/// tenant and app share Graph's per-app limit.
+pub fn test_app_token(tenant: &str, app: &str, exp: Option<u64>) -> String {
+    let mut claims = serde_json::Map::new();
+    claims.insert("ver".into(), "1.0".into());
+    claims.insert("appid".into(), app.into());
+    jwt(tenant, exp, claims)
+}
+
+fn jwt(
+    tenant: &str,
+    exp: Option<u64>,
+    mut payload: serde_json::Map<String, serde_json::Value>,
+) -> String {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "kid": "simulator"});
-    let mut payload = serde_json::json!({
-        "aud": "https://graph.microsoft.com",
-        "tid": tenant,
-        "uti": uuid::Uuid::new_v4().simple().to_string(),
-    });
+    payload.insert("aud".into(), "https://graph.microsoft.com".into());
+    payload.insert("tid".into(), tenant.into());
+    payload.insert(
+        "uti".into(),
+        uuid::Uuid::new_v4().simple().to_string().into(),
+    );
     if let Some(exp) = exp {
-        payload["exp"] = exp.into();
+        payload.insert("exp".into(), exp.into());
     }
+    let payload = serde_json::Value::Object(payload);
     format!(
         "{}.{}.{}",
         b64.encode(header.to_string()),

@@ -1,6 +1,6 @@
 //! The simulator's shared state: queued faults, forged tokens, the data version, call counters
-//! and log, and the live pre-authenticated download links. One mutex guards all of it; every
-//! critical section is a few map operations, never I/O or rendering.
+//! and log, the live pre-authenticated download links and Graph's throttling windows. One mutex
+//! guards all of it; every critical section is a few map operations, never I/O or rendering.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -8,7 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{CallKind, Fault, SeenCall, SimulatorConfig, csv::ReportData, date::Day};
+use super::{
+    CallKind, Fault, SeenCall, SimulatorConfig, csv::ReportData, date::Day, limits::Books,
+};
 
 /// The call log keeps this many calls; counters count them all.
 pub(super) const CALL_LOG_LIMIT: usize = 1000;
@@ -104,11 +106,15 @@ pub(super) struct Shared {
 
 impl Shared {
     pub fn new(config: SimulatorConfig, refresh: Option<Day>) -> Shared {
+        let books = Books::new(config.limits);
         Shared {
             config,
             refresh,
             origin: OnceLock::new(),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                books,
+                ..State::default()
+            }),
         }
     }
 
@@ -141,6 +147,8 @@ pub(super) struct State {
     pub download_calls: usize,
     calls: VecDeque<SeenCall>,
     links: Links,
+    /// Graph's throttling windows and the count of calls refused by them.
+    pub books: Books,
 }
 
 impl State {
@@ -194,6 +202,7 @@ impl State {
     pub fn reset_counters(&mut self) {
         self.report_calls = 0;
         self.download_calls = 0;
+        self.books.throttled = 0;
         self.calls.clear();
     }
 

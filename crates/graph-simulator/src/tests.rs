@@ -8,6 +8,8 @@ use futures_util::future::join_all;
 
 use super::*;
 
+mod throttling;
+
 const REFRESH: &str = "2026-11-25";
 const BOM: &[u8] = "\u{feff}".as_bytes();
 
@@ -754,9 +756,10 @@ async fn the_control_api_reports_stats_queues_faults_and_resets() {
             StatusCode::OK
         );
     }
+    let counts = stats().await;
     assert_eq!(
-        stats().await,
-        serde_json::json!({"reportCalls": 3, "downloadCalls": 0})
+        (&counts["reportCalls"], &counts["downloadCalls"]),
+        (&3.into(), &0.into())
     );
     let calls = send(client().get(control("calls"))).await.json();
     assert_eq!(calls.as_array().unwrap().len(), 3);
@@ -769,9 +772,10 @@ async fn the_control_api_reports_stats_queues_faults_and_resets() {
 
     let reset = send(client().post(control("reset"))).await;
     assert_eq!(reset.status, StatusCode::NO_CONTENT);
+    let counts = stats().await;
     assert_eq!(
-        stats().await,
-        serde_json::json!({"reportCalls": 0, "downloadCalls": 0})
+        (&counts["reportCalls"], &counts["downloadCalls"]),
+        (&0.into(), &0.into())
     );
     assert_eq!(
         send(report(&sim, &token, "D7")).await.status,
@@ -864,11 +868,37 @@ fn test_tokens_carry_tid_and_exp_and_are_distinct() {
     let token = test_token("contoso", Some(1_900_000_000));
     assert_eq!(
         token::claims(&token),
-        Some((Some("contoso".into()), Some(1_900_000_000)))
+        Some(token::Claims {
+            tid: Some("contoso".into()),
+            exp: Some(1_900_000_000),
+            app: None
+        })
     );
+    let without_exp = token::claims(&test_token("contoso", None)).unwrap();
     assert_eq!(
-        token::claims(&test_token("contoso", None)),
-        Some((Some("contoso".into()), None))
+        (without_exp.tid.as_deref(), without_exp.exp),
+        (Some("contoso"), None)
     );
     assert_ne!(test_token("contoso", None), test_token("contoso", None));
+}
+
+#[test]
+fn the_app_is_appid_or_azp_and_an_empty_one_is_none() {
+    let app = |claims: serde_json::Value| {
+        let claims = claims.as_object().unwrap().clone();
+        token::claims(&jwt("contoso", None, claims)).unwrap().app
+    };
+    let v1 = token::claims(&test_app_token("contoso", "app-1", None)).unwrap();
+    assert_eq!(v1.app.as_deref(), Some("app-1"));
+    assert_eq!(v1.tid.as_deref(), Some("contoso"));
+    assert_eq!(
+        app(serde_json::json!({"azp": "app-2", "ver": "2.0"})).as_deref(),
+        Some("app-2")
+    );
+    assert_eq!(
+        app(serde_json::json!({"appid": "", "azp": "app-3"})).as_deref(),
+        Some("app-3")
+    );
+    assert_eq!(app(serde_json::json!({"appid": ""})), None);
+    assert_eq!(app(serde_json::json!({"appid": 7})), None);
 }
