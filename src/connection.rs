@@ -16,6 +16,7 @@
 
 use std::{
     cell::Cell,
+    future::Future,
     io,
     pin::Pin,
     rc::Rc,
@@ -62,6 +63,11 @@ struct State {
     phase: Cell<Phase>,
     /// Bytes arrived while a request was served: the next request (pipelined) or a body.
     read_while_serving: Cell<bool>,
+    /// The client closed or reset its side while a request was served: nobody will read the
+    /// answer. A half-close is taken for a hang-up, as nginx does: HTTP clients do not
+    /// half-close to wait for an answer.
+    gone: Cell<bool>,
+    hung_up: tokio::sync::Notify,
 }
 
 /// The connection's side of the state [`track`] updates, stored in the connection's data.
@@ -87,6 +93,8 @@ impl<T> Deadlined<T> {
             state: Rc::new(State {
                 phase: Cell::new(Phase::Receiving(now)),
                 read_while_serving: Cell::new(false),
+                gone: Cell::new(false),
+                hung_up: tokio::sync::Notify::new(),
             }),
             deadlines,
             timer: Box::pin(tokio::time::sleep_until(now + deadlines.request)),
@@ -120,6 +128,13 @@ impl<T> Deadlined<T> {
             self.timer.as_mut().reset(deadline);
         }
         self.timer.as_mut().poll(cx).is_ready()
+    }
+
+    /// The end of the stream, or a reset: while a request is served, its caller is gone.
+    fn hung_up(&self) {
+        if matches!(self.state.phase.get(), Phase::Serving) && !self.state.gone.replace(true) {
+            self.state.hung_up.notify_waiters();
+        }
     }
 
     fn received_bytes(&self) {
@@ -177,10 +192,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlined<T> {
             // End of stream: actix-http closes the connection as if the client had.
             return Poll::Ready(Ok(()));
         }
-        let before = buf.filled().len();
+        let (before, room) = (buf.filled().len(), buf.remaining());
         let read = Pin::new(&mut this.io).poll_read(cx, buf);
-        if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.received_bytes();
+        match &read {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => this.received_bytes(),
+            Poll::Ready(Ok(())) if room > 0 => this.hung_up(),
+            Poll::Ready(Err(_)) => this.hung_up(),
+            _ => {}
         }
         read
     }
@@ -225,6 +243,28 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Deadlined<T> {
     }
 }
 
+/// Resolves when the client of `req` hangs up before its answer; never, for a request whose
+/// connection is not tracked. A handler that waits on something shared (a coalesced fetch)
+/// selects on it, so that its share of the wait ends with its client.
+pub fn client_gone(req: &actix_web::HttpRequest) -> impl Future<Output = ()> + use<> {
+    let tracker = req.conn_data::<Tracker>().cloned();
+    async move {
+        let Some(Tracker(state)) = tracker else {
+            return std::future::pending().await;
+        };
+        loop {
+            let notified = state.hung_up.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the flag is read, so a hang-up in between is seen.
+            notified.as_mut().enable();
+            if state.gone.get() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// Marks the connection as serving while the request is in the app, so that its deadlines
 /// pause; afterwards they start again from now.
 pub async fn track(
@@ -242,6 +282,7 @@ impl Serving {
     fn begin(tracker: &Tracker) -> Serving {
         tracker.0.phase.set(Phase::Serving);
         tracker.0.read_while_serving.set(false);
+        tracker.0.gone.set(false);
         Serving(Rc::clone(&tracker.0))
     }
 }

@@ -47,6 +47,10 @@ pub enum ApiError {
     UpstreamTimeout,
     #[error("too many report requests are waiting for Microsoft Graph; retry shortly")]
     Overloaded { retry_after: Duration },
+    /// The client hung up before its answer; never sent, but logged and counted as 499, as
+    /// nginx counts it.
+    #[error("the client closed the connection before the answer")]
+    ClientGone,
     /// A client did not send its request head in time; written by `connection::Deadlined`,
     /// before any service runs.
     #[error("the request did not arrive in time")]
@@ -72,6 +76,7 @@ impl ApiError {
             ApiError::ReportTooLarge(_) => "reportTooLarge",
             ApiError::UpstreamTimeout => "upstreamTimeout",
             ApiError::Overloaded { .. } => "overloaded",
+            ApiError::ClientGone => "clientClosedRequest",
             ApiError::RequestTimeout => "requestTimeout",
             ApiError::NotFound => "notFound",
             ApiError::MethodNotAllowed => "methodNotAllowed",
@@ -149,6 +154,7 @@ impl ResponseError for ApiError {
             | ApiError::ReportTooLarge(_) => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ClientGone => StatusCode::from_u16(499).expect("499 is a valid status"),
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

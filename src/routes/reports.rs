@@ -7,6 +7,7 @@ use actix_web::{
 use super::headers;
 use crate::{
     auth::BearerToken,
+    connection,
     error::{ApiError, ErrorBody},
     report::{Period, Report},
     service::{CacheStatus, Reports, Served},
@@ -76,7 +77,11 @@ pub async fn activity_counts(
         .parse()
         .map_err(|_| ApiError::InvalidPeriod)?;
     let token = BearerToken::from_headers(req.headers())?;
-    let served = reports.report(&token, period, request_id.as_str()).await?;
+    // A client that hangs up stops waiting: a queued call nobody waits for is then dropped.
+    let served = tokio::select! {
+        served = reports.report(&token, period, request_id.as_str()) => served?,
+        () = connection::client_gone(&req) => return Err(ApiError::ClientGone),
+    };
     Ok(answer(&req, &served))
 }
 

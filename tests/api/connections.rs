@@ -364,3 +364,41 @@ async fn unparsable_or_oversized_heads_get_actix_https_own_bare_answers() {
         assert_eq!(answer.header("x-request-id"), None, "{status}");
     }
 }
+
+#[actix_web::test]
+async fn a_queued_call_whose_client_hung_up_is_never_made() {
+    let app = spawn_app_with(|c| {
+        c.max_concurrent_upstream = 1.try_into().unwrap();
+    })
+    .await;
+    // The one upstream slot is held by a slow call.
+    app.sim
+        .fail_next(1, graph_simulator::Fault::Delay(Duration::from_millis(800)));
+    let busy = token_of("contoso");
+    let slow = app.report("D7", &busy);
+    let hang_ups = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for tenant in ["fabrikam", "northwind"] {
+            let mut client = RawClient::connect(&app).await;
+            let auth = format!("Authorization: Bearer {}", token_of(tenant));
+            client.get("/skype/activity-counts/D7", &[&auth]).await;
+            // Queued behind the slow call; the client goes away (FIN, then the socket closes).
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            client.stream.shutdown().await.unwrap();
+            drop(client);
+        }
+    };
+
+    let (slow, ()) = futures_util::join!(slow, hang_ups);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    assert_eq!(slow.status, 200);
+    assert_eq!(
+        app.sim.report_calls(),
+        1,
+        "the hung-up callers' calls were dropped"
+    );
+    let metrics = app.metrics().await;
+    let gone = r#"skype_gateway_http_requests_total{method="GET",route="/skype/activity-counts/{period}",status="499"}"#;
+    assert_eq!(crate::helpers::metric_value(&metrics, gone), 2.0);
+}
