@@ -3,7 +3,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /_simulator/stats` | `{"reportCalls":N,"downloadCalls":M}` |
+//! | `GET /_simulator/stats` | `{"reportCalls":N,"downloadCalls":M,"inProgress":I,"maxInProgress":P}`: calls in progress are report calls and downloads received and not yet answered; the peak is since the start or the last reset |
 //! | `GET /_simulator/calls` | the call log: `[{"kind":"report","pathAndQuery":"...","status":302,"headers":[["name","value"]]}]` |
 //! | `POST /_simulator/reset` | `204`: counters, call log and faults cleared |
 //! | `POST /_simulator/faults` | `204`: one fault queued (body below); `400` with `{"error":"..."}` if the body is wrong |
@@ -41,6 +41,8 @@ pub(super) fn scope() -> actix_web::Scope {
 pub(super) struct Stats {
     pub report_calls: usize,
     pub download_calls: usize,
+    pub in_progress: usize,
+    pub max_in_progress: usize,
 }
 
 /// [`Fault`] as JSON: durations in milliseconds, statuses checked.
@@ -135,6 +137,8 @@ async fn stats(shared: web::Data<Shared>) -> HttpResponse {
     HttpResponse::Ok().json(Stats {
         report_calls: state.report_calls,
         download_calls: state.download_calls,
+        in_progress: state.in_progress,
+        max_in_progress: state.max_in_progress,
     })
 }
 
