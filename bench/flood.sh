@@ -243,10 +243,16 @@ for file in "${slow_files[@]}"; do
 done
 held=$(cat "${slow_files[@]}" | awk '/^ramped/{sub("open=", "", $2); s+=$2} END{print s+0}')
 echo "slow connections open after the ramp: $held"
-gw_fds=$(find "/proc/${pid_of[gw-slow]}/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+# The gateway's open descriptors, twice a second while the probes run (bounded by their time).
+fd_count() { find "/proc/${pid_of[gw-slow]}/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+(for ((s = 0; s < 2 * PROBE_SECONDS; s++)); do fd_count; sleep 0.5; done >"$work/fds.txt") &
+fd_sampler=$!
 "$client_bin" probe --gateway "$gw" --token "$token" --seconds "$PROBE_SECONDS" >"$work/probe.txt" ||
   fail "the probe client failed"
 slow_rss=$(awk '$1=="VmRSS:"{print $2}' "/proc/${pid_of[gw-slow]}/status")
+wait "$fd_sampler" || true
+gw_fds=$(sort -n "$work/fds.txt" | tail -n1)
+accept_errors=$(grep -ci 'too many open files' "$work/gw-slow.log" || true)
 for pid in "${slow_pids[@]}"; do wait "$pid" || fail "a slow client failed"; done
 cat "$work/probe.txt" "${slow_files[@]}"
 stop gw-slow
@@ -262,9 +268,10 @@ probe_row() { # probe_row NAME LABEL
 rows+=("| **4. $SLOW_CONNECTIONS slow connections** | | | |")
 rows+=("$(probe_row readyz "/readyz on a new connection")")
 rows+=("$(probe_row report "cached report (HIT) on a new connection")")
-rows+=("$(printf '| slow connections held | %s open after the ramp (gateway: %s descriptors open), %s at the end; %s connects, %s closed by the gateway, %s connect errors; gateway RSS %s MiB | - | - |' \
-  "$held" "$gw_fds" "$(sumf open_at_end "${slow_files[@]}")" "$(sumf connects "${slow_files[@]}")" \
-  "$(sumf closed_by_server "${slow_files[@]}")" "$(sumf connect_errors "${slow_files[@]}")" "$(mib $((slow_rss * 1024)))")")
+rows+=("$(printf '| slow connections held | %s open after the ramp, %s just before the end (the sums of each client process'"'"'s peak: %s); gateway: at most %s descriptors open, %s "too many open files" lines; %s connects, %s closed by the gateway, %s connect errors | - | - |' \
+  "$held" "$(sumf open_at_end "${slow_files[@]}")" "$(sumf peak_open "${slow_files[@]}")" "$gw_fds" "$accept_errors" \
+  "$(sumf connects "${slow_files[@]}")" "$(sumf closed_by_server "${slow_files[@]}")" "$(sumf connect_errors "${slow_files[@]}")")")
+rows+=("$(printf '| gateway RSS with the slow connections open | **%s MiB** (cache empty but for one report) | - | - |' "$(mib $((slow_rss * 1024)))")")
 
 # ---- results ------------------------------------------------------------------------------
 step "results"

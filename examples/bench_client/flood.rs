@@ -524,11 +524,9 @@ pub(super) async fn slow(args: &Args) -> Result<(), String> {
     sleep(ramp * connections as u32 + Duration::from_millis(500)).await;
     println!("ramped open={}", stats.open.get());
     let _ = std::io::stdout().flush();
-    let mut open_at_end = 0;
+    sleep_until(end - Duration::from_millis(200)).await;
+    let open_at_end = stats.open.get();
     for task in tasks {
-        if Instant::now() + Duration::from_millis(50) >= end && open_at_end == 0 {
-            open_at_end = stats.open.get();
-        }
         let _ = task.await;
     }
     println!("connections={connections}");
