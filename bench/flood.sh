@@ -81,56 +81,20 @@ step "cargo build --release (gateway, simulator, bench client)"
 build_started=$SECONDS
 cargo build --release --locked --bin skype-gateway --example simulator --example bench_client
 build_seconds=$((SECONDS - build_started))
-release="${CARGO_TARGET_DIR:-$repo/target}"
-[[ "$release" = /* ]] || release="$repo/$release"
-release="$release/release"
-gateway_bin="$release/skype-gateway"
-client_bin="$release/examples/bench_client"
-command -v curl >/dev/null || { echo "bench: curl is needed" >&2; exit 1; }
+command -v curl >/dev/null || { echo "flood: curl is needed" >&2; exit 1; }
 
 # ---- processes ----------------------------------------------------------------------------
 FAIL_PREFIX=flood
 # shellcheck source=ci/lib.sh
 source ci/lib.sh
-declare -A pid_of=()
-
-stop() { # stop NAME: SIGTERM, then wait for it
-  local pid="${pid_of[$1]:-}"
-  [[ -n "$pid" ]] || return 0
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  unset "pid_of[$1]"
-}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+client_bin="$(release_dir)/examples/bench_client"
+# The access log is off: 300 lines a second would be the benchmark's own load.
+QUIET_LOG='info,skype_gateway::access=warn'
 
 step "simulator, report latency ${GRAPH_LATENCY_MS} ms"
-"$release/examples/simulator" --workers 1 --report-latency-ms "$GRAPH_LATENCY_MS" >"$work/simulator.log" 2>&1 &
-pid_of[simulator]=$!
-pids+=($!)
-wait_for 30 "the simulator to print its origin" grep -q '^simulator origin' "$work/simulator.log"
-sim="$(awk '/^simulator origin/{print $3; exit}' "$work/simulator.log")"
-echo "simulator at $sim"
-
-# start_gateway NAME [FLAGS...]: sets $gw to the gateway's base URL (not in a subshell, so that
-# its pid is remembered for the cleanup). The access log is off: 300 lines a second would be
-# the benchmark's own load.
-start_gateway() {
-  local name=$1
-  shift
-  # shellcheck disable=SC2086 # the extra flags are meant to split
-  RUST_LOG='info,skype_gateway::access=warn' "$gateway_bin" --listen 127.0.0.1:0 \
-    --graph-base-url "$sim/v1.0" --download-allowlist "$sim" --shutdown-drain 0s \
-    --shutdown-timeout 5s "$@" >"$work/$name.log" 2>&1 &
-  pid_of[$name]=$!
-  pids+=($!)
-  wait_for 30 "gateway $name to log its port" grep -q '(port [0-9]*)' "$work/$name.log"
-  gw="http://127.0.0.1:$(grep -o '(port [0-9]*)' "$work/$name.log" | head -n1 | tr -dc 0-9)"
-}
-
-field() { # field KEY FILE: the value of a key=value line
-  awk -F= -v k="$1" '$1==k{print substr($0, length(k)+2); exit}' "$2"
-}
-calc() { awk "BEGIN{ printf \"%.${2:-2}f\", $1 }"; }
-mib() { calc "$1/1048576" "${2:-1}"; }
+start_simulator --workers 1 --report-latency-ms "$GRAPH_LATENCY_MS"
 verdict() { # verdict CONDITION: met or missed
   if awk "BEGIN{ exit !($1) }"; then echo met; else echo missed; fi
 }
@@ -143,7 +107,7 @@ flood_scenario() {
   local name=$1 label=$2 tokens=$3 clients=$4 f
   step "$label: $FLOOD_RATE forged requests/s for ${FLOOD_SECONDS}s ($tokens tokens, clients $clients)"
   # shellcheck disable=SC2086
-  start_gateway "gw-$name" --fresh-ttl "$FRESH_TTL" --cache-max-bytes "$CACHE_BOUND" \
+  start_gateway "gw-$name" "$QUIET_LOG" --fresh-ttl "$FRESH_TTL" --cache-max-bytes "$CACHE_BOUND" \
     --max-concurrent-upstream "$MAX_CONCURRENT" $FLOOD_GATEWAY_FLAGS
   f="$work/$name.txt"
   "$client_bin" flood --gateway "$gw" --sim "$sim" --gateway-pid "${pid_of[gw-$name]}" \
@@ -217,7 +181,7 @@ flood_scenario jwt "3. forged JWTs claiming random tenants" jwt wait
 # ---- 4. slow connections ------------------------------------------------------------------
 step "4. $SLOW_CONNECTIONS slow connections (a byte every ${SLOW_TRICKLE_MS} ms), probes for ${PROBE_SECONDS}s"
 # shellcheck disable=SC2086
-start_gateway gw-slow $SLOW_GATEWAY_FLAGS
+start_gateway gw-slow "$QUIET_LOG" $SLOW_GATEWAY_FLAGS
 token="$("$client_bin" token --tenant flood-slow-tenant)"
 for expected in MISS HIT; do
   status="$(curl -s -o /dev/null -D - -H "Authorization: Bearer $token" "$gw/skype/activity-counts/D7" |
@@ -278,7 +242,7 @@ step "results"
 {
   echo "#### skype-gateway hostile clients, $MODE mode, $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo
-  echo "Machine: $(nproc) CPUs, $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo), $(awk '/^MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr); open files $open_files."
+  echo "Machine: $(machine); open files $open_files."
   echo "Graph (simulator): ${GRAPH_LATENCY_MS} ms per report call, refused ones included. Gateway: default --workers,"
   echo "--max-concurrent-upstream $MAX_CONCURRENT, --cache-max-bytes $(mib "$CACHE_BOUND" 0) MiB, --fresh-ttl $FRESH_TTL (scenarios 1-3)${FLOOD_GATEWAY_FLAGS:+, $FLOOD_GATEWAY_FLAGS};"
   echo "flood $FLOOD_RATE requests/s for ${FLOOD_SECONDS}s, each a new token on a new connection; cold request every ${COLD_INTERVAL_MS} ms, known user every ${KNOWN_INTERVAL_MS} ms;"
