@@ -86,48 +86,18 @@ build_started=$SECONDS
 cargo build --release --locked --bin skype-gateway \
   --example simulator --example baseline --example bench_client
 build_seconds=$((SECONDS - build_started))
-release="${CARGO_TARGET_DIR:-$repo/target}"
-[[ "$release" = /* ]] || release="$repo/$release"
-release="$release/release"
-gateway_bin="$release/skype-gateway"
-client_bin="$release/examples/bench_client"
 
 # ---- processes ----------------------------------------------------------------------------
 FAIL_PREFIX=bench
 # shellcheck source=ci/lib.sh
 source ci/lib.sh
-# By name, for stop() and RSS readings; every pid also goes into lib.sh's `pids` for the cleanup.
-declare -A pid_of=()
-
-stop() { # stop NAME: SIGTERM, then wait for it (the gateway drains for --shutdown-drain)
-  local pid="${pid_of[$1]:-}"
-  [[ -n "$pid" ]] || return 0
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  unset "pid_of[$1]"
-}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+release="$(release_dir)"
+client_bin="$release/examples/bench_client"
 
 step "simulator"
-"$release/examples/simulator" --workers 1 >"$work/simulator.log" 2>&1 &
-pid_of[simulator]=$!
-pids+=($!)
-wait_for 30 "the simulator to print its origin" grep -q '^simulator origin' "$work/simulator.log"
-sim="$(awk '/^simulator origin/{print $3; exit}' "$work/simulator.log")"
-echo "simulator at $sim"
-
-# start_gateway NAME RUST_LOG [FLAGS...]: sets $gw to the gateway's base URL (not run in a
-# subshell, so that its pid is remembered for the cleanup).
-start_gateway() {
-  local name=$1 log=$2
-  shift 2
-  RUST_LOG="$log" "$gateway_bin" --listen 127.0.0.1:0 --graph-base-url "$sim/v1.0" \
-    --download-allowlist "$sim" --shutdown-drain 0s --shutdown-timeout 5s "$@" \
-    >"$work/$name.log" 2>&1 &
-  pid_of[$name]=$!
-  pids+=($!)
-  wait_for 30 "gateway $name to log its port" grep -q '(port [0-9]*)' "$work/$name.log"
-  gw="http://127.0.0.1:$(grep -o '(port [0-9]*)' "$work/$name.log" | head -n1 | tr -dc 0-9)"
-}
+start_simulator --workers 1
 
 metric() { # metric URL SERIES: the value of one series in /metrics (0 when absent)
   curl -sf "$1/metrics" | awk -v s="$2" '$1==s{v=$2} END{print (v==""?0:v)}'
@@ -138,13 +108,8 @@ lookups() { # lookups URL: "hits others" of skype_gateway_cache_lookups_total
     index($1, p "{")==1 { if ($1 ~ /result="hit"/) h+=$2; else o+=$2 }
     END { printf "%d %d\n", h, o }'
 }
-field() { # field KEY FILE: the value of a key=value line
-  awk -F= -v k="$1" '$1==k{print substr($0, length(k)+2); exit}' "$2"
-}
 median() { sort -g | awk '{v[NR]=$1} END{ if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2 }'; }
-calc() { awk "BEGIN{ printf \"%.${2:-2}f\", $1 }"; }
 ms() { calc "$1/1000" "${2:-2}"; } # microseconds -> milliseconds
-mib() { calc "$1/1048576" "${2:-1}"; }
 failures=()
 
 # ---- 1. hit path --------------------------------------------------------------------------
@@ -315,7 +280,7 @@ step "results"
 {
   echo "### skype-gateway benchmark, $MODE mode, $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo
-  echo "Machine: $(nproc) CPUs, $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo), $(awk '/^MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)."
+  echo "Machine: $(machine)."
   echo "Load: wrk -t$WRK_THREADS -c$WRK_CONNECTIONS -d${WRK_SECONDS}s, $ROUNDS alternating rounds after a ${WARMUP_SECONDS}s warm-up;"
   echo "gateway and baseline --workers $WORKERS; tokens of $TOKEN_BYTES bytes; simulator latency 0; medians over the rounds."
   echo

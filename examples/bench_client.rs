@@ -8,6 +8,7 @@
 //! bench_client coalesce --gateway URL --sim ORIGIN --count N [--delay-ms MS] [--prefix S]
 //! bench_client fill     --gateway URL --tenants N [--concurrency C] [--prefix S]
 //! bench_client token    --tenant T
+//! bench_client flood | slow | probe ...   (hostile clients: see flood.rs)
 //! ```
 //! Every command takes `--token-bytes N` (default 0: short tokens) for the size of its tokens.
 //! Results go to stdout as `key=value` lines, for the script to read without a JSON tool.
@@ -21,6 +22,10 @@ use std::{
 use awc::{Client, Connector, http::StatusCode};
 use base64::Engine as _;
 use futures_util::{StreamExt, stream};
+
+// In a folder of its own: a file beside this one would be taken for another example.
+#[path = "bench_client/flood.rs"]
+mod flood;
 
 const PERIODS: [&str; 4] = ["D7", "D30", "D90", "D180"];
 /// Per request; the whole run is bounded by its count times this at worst.
@@ -354,7 +359,13 @@ async fn main() -> ExitCode {
             "coalesce" => coalesce(&args).await,
             "fill" => fill(&args).await,
             "token" => print_token(&args),
-            _ => Err("usage: bench_client miss|coalesce|fill|token --flag value ...".into()),
+            "flood" => flood::flood(&args).await,
+            "slow" => flood::slow(&args).await,
+            "probe" => flood::probe(&args).await,
+            _ => Err(
+                "usage: bench_client miss|coalesce|fill|token|flood|slow|probe --flag value ..."
+                    .into(),
+            ),
         },
     };
     match result {

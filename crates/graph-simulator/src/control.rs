@@ -3,7 +3,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /_simulator/stats` | `{"reportCalls":N,"downloadCalls":M,"throttledCalls":T,"windows":{...}}` (below) |
+//! | `GET /_simulator/stats` | `{"reportCalls":N,"downloadCalls":M,"throttledCalls":T,"inProgress":I,"maxInProgress":P,"windows":{...}}` (below): calls in progress are report calls and downloads received and not yet answered; the peak is since the start or the last reset |
 //! | `GET /_simulator/calls` | the call log: `[{"kind":"report","pathAndQuery":"...","status":302,"headers":[["name","value"]]}]` |
 //! | `POST /_simulator/reset` | `204`: counters, call log and faults cleared |
 //! | `POST /_simulator/faults` | `204`: one fault queued (body below); `400` with `{"error":"..."}` if the body is wrong |
@@ -58,6 +58,8 @@ pub(super) struct Stats {
     pub download_calls: usize,
     pub throttled_calls: usize,
     pub windows: WindowCounts,
+    pub in_progress: usize,
+    pub max_in_progress: usize,
 }
 
 /// [`GraphLimits`] as JSON, the window in milliseconds.
@@ -200,6 +202,8 @@ async fn stats(shared: web::Data<Shared>) -> HttpResponse {
         download_calls: state.download_calls,
         throttled_calls: state.books.throttled,
         windows: state.books.counts(Instant::now()),
+        in_progress: state.in_progress,
+        max_in_progress: state.max_in_progress,
     })
 }
 

@@ -43,6 +43,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn report(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
+    let _in_progress = InProgress::begin(&shared);
     let ids = Ids::of(&req);
     let (answer, delay) = answer_report(&req, &shared);
     record(&shared, CallKind::Report, &req, answer.status());
@@ -55,11 +56,29 @@ async fn download(
     id: web::Path<String>,
     shared: web::Data<Shared>,
 ) -> HttpResponse {
+    let _in_progress = InProgress::begin(&shared);
     let ids = Ids::of(&req);
     let (answer, delay) = answer_download(&req, &id, &shared);
     record(&shared, CallKind::Download, &req, answer.status());
     pause(shared.config.download_latency + delay).await;
     answer.respond(&ids)
+}
+
+/// One call counted as in progress until it is answered, or until the caller hangs up and
+/// actix drops the handler.
+struct InProgress(web::Data<Shared>);
+
+impl InProgress {
+    fn begin(shared: &web::Data<Shared>) -> InProgress {
+        shared.lock().begin_call();
+        InProgress(shared.clone())
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.lock().end_call();
+    }
 }
 
 async fn unknown_segment(req: HttpRequest) -> HttpResponse {

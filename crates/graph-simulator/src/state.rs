@@ -145,6 +145,10 @@ pub(super) struct State {
     pub version: u64,
     pub report_calls: usize,
     pub download_calls: usize,
+    /// Calls (report calls and downloads) received and not yet answered.
+    pub in_progress: usize,
+    /// The most calls in progress at once since the start or the last reset.
+    pub max_in_progress: usize,
     calls: VecDeque<SeenCall>,
     links: Links,
     /// Graph's throttling windows and the count of calls refused by them.
@@ -195,6 +199,15 @@ impl State {
         self.calls.push_back(call);
     }
 
+    pub fn begin_call(&mut self) {
+        self.in_progress += 1;
+        self.max_in_progress = self.max_in_progress.max(self.in_progress);
+    }
+
+    pub fn end_call(&mut self) {
+        self.in_progress = self.in_progress.saturating_sub(1);
+    }
+
     pub fn calls(&self) -> Vec<SeenCall> {
         self.calls.iter().cloned().collect()
     }
@@ -203,6 +216,8 @@ impl State {
         self.report_calls = 0;
         self.download_calls = 0;
         self.books.throttled = 0;
+        // Calls still being answered count on, so the peak starts from them.
+        self.max_in_progress = self.in_progress;
         self.calls.clear();
     }
 
@@ -353,6 +368,22 @@ mod tests {
             (s.report_calls, s.download_calls, s.calls().len()),
             (0, 0, 0)
         );
+    }
+
+    #[test]
+    fn the_peak_of_calls_in_progress_restarts_from_those_left_at_a_reset() {
+        let mut s = State::default();
+        s.begin_call();
+        s.begin_call();
+        s.end_call();
+        s.begin_call();
+        assert_eq!((s.in_progress, s.max_in_progress), (2, 2));
+        s.end_call();
+        s.reset_counters();
+        assert_eq!((s.in_progress, s.max_in_progress), (1, 1));
+        s.end_call();
+        s.end_call();
+        assert_eq!((s.in_progress, s.max_in_progress), (0, 1));
     }
 
     #[test]

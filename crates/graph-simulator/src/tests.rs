@@ -758,8 +758,13 @@ async fn the_control_api_reports_stats_queues_faults_and_resets() {
     }
     let counts = stats().await;
     assert_eq!(
-        (&counts["reportCalls"], &counts["downloadCalls"]),
-        (&3.into(), &0.into())
+        (
+            &counts["reportCalls"],
+            &counts["downloadCalls"],
+            &counts["inProgress"],
+            &counts["maxInProgress"]
+        ),
+        (&3.into(), &0.into(), &0.into(), &1.into())
     );
     let calls = send(client().get(control("calls"))).await.json();
     assert_eq!(calls.as_array().unwrap().len(), 3);
@@ -774,8 +779,13 @@ async fn the_control_api_reports_stats_queues_faults_and_resets() {
     assert_eq!(reset.status, StatusCode::NO_CONTENT);
     let counts = stats().await;
     assert_eq!(
-        (&counts["reportCalls"], &counts["downloadCalls"]),
-        (&0.into(), &0.into())
+        (
+            &counts["reportCalls"],
+            &counts["downloadCalls"],
+            &counts["inProgress"],
+            &counts["maxInProgress"]
+        ),
+        (&0.into(), &0.into(), &0.into(), &0.into())
     );
     assert_eq!(
         send(report(&sim, &token, "D7")).await.status,
@@ -809,6 +819,36 @@ async fn the_control_api_reports_stats_queues_faults_and_resets() {
     assert_eq!(
         send(report(&sim, &token, "D7")).await.status,
         StatusCode::FOUND
+    );
+}
+
+#[actix_web::test]
+async fn stats_count_the_calls_in_progress_and_their_peak() {
+    let sim = simulator_with(SimulatorConfig {
+        report_latency: Duration::from_millis(300),
+        ..SimulatorConfig::default()
+    })
+    .await;
+    let stats_url = format!("{}/_simulator/stats", sim.origin());
+    let stats = || async { send(client().get(stats_url.as_str())).await.json() };
+    let token = test_token("contoso", None);
+
+    let calls = join_all((0..3).map(|_| send(report(&sim, &token, "D7"))));
+    let during = async {
+        actix_web::rt::time::sleep(Duration::from_millis(150)).await;
+        stats().await
+    };
+    let (replies, during) = futures_util::join!(calls, during);
+
+    assert!(replies.iter().all(|r| r.status == StatusCode::FOUND));
+    assert_eq!(
+        (&during["inProgress"], &during["maxInProgress"]),
+        (&3.into(), &3.into())
+    );
+    let after = stats().await;
+    assert_eq!(
+        (&after["inProgress"], &after["maxInProgress"]),
+        (&0.into(), &3.into())
     );
 }
 

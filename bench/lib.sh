@@ -1,0 +1,54 @@
+# Shared by the benchmark scripts that start servers (bench/run.sh, bench/flood.sh); sourced after
+# ci/lib.sh, not run. It gives them:
+#  - `release_dir`: where `cargo build --release` put the binaries (honours CARGO_TARGET_DIR);
+#  - `pid_of`, processes by name, and `stop NAME`: SIGTERM, then wait for it;
+#  - `start_simulator [FLAGS...]` (sets `sim`, its origin) and `start_gateway NAME RUST_LOG
+#    [FLAGS...]` (sets `gw`, its base URL), both on 127.0.0.1 with kernel-picked ports. Neither
+#    may run in a subshell: the pids are remembered for `stop` and ci/lib.sh's cleanup;
+#  - `field KEY FILE` (a key=value line's value), `calc EXPR [DECIMALS]`, `mib BYTES [DECIMALS]`,
+#    and `machine`, the one-line description of the machine that heads a results table.
+
+release_dir() {
+  local target="${CARGO_TARGET_DIR:-$repo/target}"
+  [[ "$target" = /* ]] || target="$repo/$target"
+  echo "$target/release"
+}
+
+declare -A pid_of=()
+
+stop() { # stop NAME: SIGTERM, then wait for it (a gateway drains for its --shutdown-drain)
+  local pid="${pid_of[$1]:-}"
+  [[ -n "$pid" ]] || return 0
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset "pid_of[$1]"
+}
+
+start_simulator() {
+  "$(release_dir)/examples/simulator" "$@" >"$work/simulator.log" 2>&1 &
+  pid_of[simulator]=$!
+  pids+=($!)
+  wait_for 30 "the simulator to print its origin" grep -q '^simulator origin' "$work/simulator.log"
+  sim="$(awk '/^simulator origin/{print $3; exit}' "$work/simulator.log")"
+  echo "simulator at $sim"
+}
+
+start_gateway() {
+  local name=$1 log=$2
+  shift 2
+  RUST_LOG="$log" "$(release_dir)/skype-gateway" --listen 127.0.0.1:0 --graph-base-url "$sim/v1.0" \
+    --download-allowlist "$sim" --shutdown-drain 0s --shutdown-timeout 5s "$@" \
+    >"$work/$name.log" 2>&1 &
+  pid_of[$name]=$!
+  pids+=($!)
+  wait_for 30 "gateway $name to log its port" grep -q '(port [0-9]*)' "$work/$name.log"
+  gw="http://127.0.0.1:$(grep -o '(port [0-9]*)' "$work/$name.log" | head -n1 | tr -dc 0-9)"
+}
+
+field() { awk -F= -v k="$1" '$1==k{print substr($0, length(k)+2); exit}' "$2"; }
+calc() { awk "BEGIN{ printf \"%.${2:-2}f\", $1 }"; }
+mib() { calc "$1/1048576" "${2:-1}"; }
+
+machine() {
+  echo "$(nproc) CPUs, $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo), $(awk '/^MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)"
+}
