@@ -63,9 +63,9 @@ struct State {
     phase: Cell<Phase>,
     /// Bytes arrived while a request was served: the next request (pipelined) or a body.
     read_while_serving: Cell<bool>,
-    /// The client closed or reset its side while a request was served: nobody will read the
-    /// answer. A half-close is taken for a hang-up, as nginx does: HTTP clients do not
-    /// half-close to wait for an answer.
+    /// The client closed or reset its side: nobody will read an answer on this connection,
+    /// even to a request it sent before closing (actix-http still serves those). A half-close
+    /// is taken for a hang-up, as nginx does: HTTP clients do not half-close to wait.
     gone: Cell<bool>,
     hung_up: tokio::sync::Notify,
 }
@@ -130,9 +130,9 @@ impl<T> Deadlined<T> {
         self.timer.as_mut().poll(cx).is_ready()
     }
 
-    /// The end of the stream, or a reset: while a request is served, its caller is gone.
+    /// The end of the stream, or a reset: the client is gone.
     fn hung_up(&self) {
-        if matches!(self.state.phase.get(), Phase::Serving) && !self.state.gone.replace(true) {
+        if !self.state.gone.replace(true) {
             self.state.hung_up.notify_waiters();
         }
     }
@@ -282,7 +282,6 @@ impl Serving {
     fn begin(tracker: &Tracker) -> Serving {
         tracker.0.phase.set(Phase::Serving);
         tracker.0.read_while_serving.set(false);
-        tracker.0.gone.set(false);
         Serving(Rc::clone(&tracker.0))
     }
 }

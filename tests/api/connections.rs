@@ -402,3 +402,35 @@ async fn a_queued_call_whose_client_hung_up_is_never_made() {
     let gone = r#"skype_gateway_http_requests_total{method="GET",route="/skype/activity-counts/{period}",status="499"}"#;
     assert_eq!(crate::helpers::metric_value(&metrics, gone), 2.0);
 }
+
+#[actix_web::test]
+async fn a_client_that_closes_right_after_its_request_costs_no_queued_call() {
+    let app = spawn_app_with(|c| {
+        c.max_concurrent_upstream = 1.try_into().unwrap();
+    })
+    .await;
+    app.sim
+        .fail_next(1, graph_simulator::Fault::Delay(Duration::from_millis(800)));
+    let busy = token_of("contoso");
+    let slow = app.report("D7", &busy);
+    let hang_ups = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for n in 0..5 {
+            let mut client = RawClient::connect(&app).await;
+            let auth = format!("Authorization: Bearer {}", token_of(&format!("t{n}")));
+            // The request and the close in one go, before the gateway has read either.
+            client.get("/skype/activity-counts/D7", &[&auth]).await;
+            client.stream.shutdown().await.unwrap();
+        }
+    };
+
+    let (slow, ()) = futures_util::join!(slow, hang_ups);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    assert_eq!(slow.status, 200);
+    assert_eq!(
+        app.sim.report_calls(),
+        1,
+        "no call for the clients that closed"
+    );
+}
