@@ -243,6 +243,47 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Deadlined<T> {
     }
 }
 
+/// Descriptors kept for everything but client connections (Graph, the listener, logs): a
+/// twentieth of the limit, and at least this many.
+const RESERVED_DESCRIPTORS: usize = 256;
+
+/// `--max-connections`, lowered to what the process' open-files limit allows. A connection
+/// takes a descriptor, and a gateway out of them accepts nothing at all, its probes included:
+/// at the cap, new connections wait in the listen backlog instead.
+pub fn within_open_files(max_connections: usize) -> usize {
+    match open_files_limit() {
+        Some(limit) => {
+            let usable = limit
+                .saturating_sub(RESERVED_DESCRIPTORS.max(limit / 20))
+                .max(1);
+            if usable < max_connections {
+                log::warn!(
+                    "--max-connections {max_connections} is more than the open-files limit ({limit}) \
+                     allows; holding at most {usable} client connections"
+                );
+            }
+            max_connections.min(usable)
+        }
+        None => max_connections,
+    }
+}
+
+/// The soft limit on open files, from `/proc/self/limits` (Linux); `None` where unknown or
+/// unlimited.
+fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_open_files_limit(&limits)
+}
+
+fn parse_open_files_limit(limits: &str) -> Option<usize> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Resolves when the client of `req` hangs up before its answer; never, for a request whose
 /// connection is not tracked. A handler that waits on something shared (a coalesced fetch)
 /// selects on it, so that its share of the wait ends with its client.
@@ -295,5 +336,31 @@ impl Drop for Serving {
         } else {
             Phase::Idle(now)
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_files_limit_is_read_from_proc() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max cpu time              unlimited            unlimited            seconds\n\
+                      Max open files            20000                20000                files\n";
+        assert_eq!(parse_open_files_limit(limits), Some(20_000));
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
+        assert_eq!(parse_open_files_limit(unlimited), None);
+        assert_eq!(parse_open_files_limit(""), None);
+    }
+
+    #[test]
+    fn connections_stay_below_the_open_files_limit() {
+        let limit = open_files_limit().expect("Linux reports the limit");
+        let held = within_open_files(usize::MAX);
+        assert!(held < limit, "{held} of {limit}");
+        assert!(held >= limit - limit / 20 - RESERVED_DESCRIPTORS);
+        assert_eq!(within_open_files(8), 8);
     }
 }

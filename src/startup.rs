@@ -106,10 +106,11 @@ impl Application {
             keep_alive: config.keep_alive,
         };
         let workers = config.workers.map_or_else(default_workers, |w| w.get());
+        let max_connections = connection::within_open_files(config.max_connections);
         let mut builder = Server::build()
             .workers(workers)
             // actix counts per worker; the flag is a total.
-            .max_concurrent_connections(config.max_connections.div_ceil(workers))
+            .max_concurrent_connections(max_connections.div_ceil(workers))
             // Signals are ours: readiness must turn 503 and traffic drain before the server stops.
             .disable_signals()
             .shutdown_timeout(config.shutdown_timeout.as_secs());
