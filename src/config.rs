@@ -171,11 +171,18 @@ impl Config {
         if self.cache_max_bytes == 0 {
             return Err("--cache-max-bytes must be greater than zero".into());
         }
-        if self.graph_budget_reserve > self.graph_budget.calls / 2 {
-            return Err(format!(
-                "--graph-budget-reserve {} must be at most half of --graph-budget ({} calls)",
-                self.graph_budget_reserve, self.graph_budget.calls
-            ));
+        // The reserve applies to both windows: above half of either, revalidations could never
+        // pass it, and known users would be served stale until their entries expire.
+        for (flag, rate) in [
+            ("--graph-budget", self.graph_budget),
+            ("--graph-tenant-budget", self.graph_tenant_budget),
+        ] {
+            if self.graph_budget_reserve > rate.calls / 2 {
+                return Err(format!(
+                    "--graph-budget-reserve {} must be at most half of {flag} ({} calls)",
+                    self.graph_budget_reserve, rate.calls
+                ));
+            }
         }
         if self.max_connections == 0 {
             return Err("--max-connections must be greater than zero".into());

@@ -175,7 +175,9 @@ impl ResponseError for ApiError {
                 retry_after: Some(wait),
             }
             | ApiError::Overloaded { retry_after: wait } => {
-                response.insert_header((RETRY_AFTER, wait.as_secs().max(1).to_string()));
+                // Rounded up: a caller is never told to come back before it may.
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                response.insert_header((RETRY_AFTER, seconds.max(1).to_string()));
             }
             ApiError::MethodNotAllowed => {
                 response.insert_header((ALLOW, "GET"));

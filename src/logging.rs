@@ -1,13 +1,17 @@
-//! The process' logger: env_logger under `RUST_LOG` (default `info`), with awc held at `debug`
-//! whatever `RUST_LOG` says, since awc's trace output prints request heads, pre-authenticated
-//! download URLs included.
+//! The process' logger: env_logger under `RUST_LOG` (default `info`), with the HTTP client and
+//! server crates held at `debug` whatever `RUST_LOG` says, since their trace output prints
+//! request heads: pre-authenticated download URLs and bearer tokens included.
 
 use log::{LevelFilter, Log, Metadata, Record};
 
 const DEFAULT_FILTER: &str = "info";
 
 /// Log targets (a crate and its modules) and the most verbose level they may ever log at.
-const CAPS: &[(&str, LevelFilter)] = &[("awc", LevelFilter::Debug)];
+const CAPS: &[(&str, LevelFilter)] = &[
+    ("awc", LevelFilter::Debug),
+    ("actix_http", LevelFilter::Debug),
+    ("h2", LevelFilter::Debug),
+];
 
 /// Installs the logger, writing to stderr. Panics if a logger is already installed.
 pub fn init() {
@@ -98,8 +102,11 @@ mod tests {
     #[test]
     fn other_targets_keep_the_filters_levels() {
         let logger = capped("trace");
-        for target in ["skype_gateway", "awcx", "actix_http::h1"] {
+        for target in ["skype_gateway", "awcx", "actix_web", "h2x"] {
             assert!(enabled(&logger, target, Level::Trace), "{target}");
+        }
+        for target in ["actix_http::h1", "h2::codec"] {
+            assert!(!enabled(&logger, target, Level::Trace), "{target}");
         }
         let logger = capped("warn");
         assert!(!enabled(&logger, "awc", Level::Debug));

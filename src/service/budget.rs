@@ -24,12 +24,12 @@ pub struct Rate {
 }
 
 impl Rate {
-    /// How long a call counts against the window: the window, and a fiftieth more. Graph counts
-    /// a call when it arrives, a moment after the gateway started it; without the margin the
-    /// call that a sliding window frees could reach Graph a moment before Graph's own window
-    /// has let the oldest call go.
+    /// How long a call counts against the window: the window, and a margin of a fiftieth of it,
+    /// at most a second. Graph counts a call when it arrives, a moment after the gateway started
+    /// it; without the margin the call that a sliding window frees could reach Graph a moment
+    /// before Graph's own window has let the oldest call go.
     fn hold(self) -> Duration {
-        self.per + self.per / 50
+        self.per + (self.per / 50).min(Duration::from_secs(1))
     }
 
     /// `N/DURATION`, as `14/10m` or `40/10m`.
@@ -370,8 +370,8 @@ mod tests {
 
         let refused = budget.take(&key("contoso", "app"), Required, t0 + 5 * MINUTE);
 
-        // The first call leaves the window ten minutes (and the 12 s margin) after it started.
-        let held = 10 * MINUTE + Duration::from_secs(12);
+        // The first call leaves the window ten minutes (and the 1 s margin) after it started.
+        let held = 10 * MINUTE + Duration::from_secs(1);
         assert_eq!(
             refused.unwrap_err(),
             Deferral {

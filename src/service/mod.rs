@@ -480,7 +480,6 @@ impl ReportService {
             let slot = match self.budget.take(key, need, sent_at) {
                 Ok(slot) => slot,
                 Err(deferral) => {
-                    self.metrics.record_deferred(deferral.reason.label());
                     // A short wait is better spent waiting than answering 429, unless the
                     // caller may be served stale meanwhile.
                     let wait = deferral.wait;
@@ -493,6 +492,8 @@ impl ReportService {
                         tokio::time::sleep(wait).await;
                         continue;
                     }
+                    // Counted once, when the call is not made.
+                    self.metrics.record_deferred(deferral.reason.label());
                     return (Attempt::Deferred(deferral), sent_at);
                 }
             };
@@ -529,7 +530,9 @@ impl ReportService {
                 .settings
                 .retry
                 .wait(&err, retries, rand::random::<f64>());
-            let Some(wait) = retry.filter(|&wait| Instant::now() + wait < call.deadline) else {
+            // No retry starts with too little of the deadline left to finish.
+            let in_time = |wait| Instant::now() + wait + self.min_call_time() <= call.deadline;
+            let Some(wait) = retry.filter(|&wait| in_time(wait)) else {
                 return (Attempt::Answered(Err(err)), sent_at);
             };
             warn!(
