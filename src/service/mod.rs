@@ -279,13 +279,14 @@ impl ReportService {
             return wait_for(joined);
         }
         let (tx, rx) = oneshot::channel();
-        let landing = Landing {
-            service: Arc::clone(self),
-            flight,
-        };
         let upstream = Rc::clone(upstream);
         let callers = Arc::new(Callers::default());
         let watched = Arc::clone(&callers);
+        let landing = Landing {
+            service: Arc::clone(self),
+            flight,
+            callers: Arc::clone(&callers),
+        };
         tokio::task::spawn_local(async move {
             let mut answer = Some(tx);
             let result = landing
@@ -353,56 +354,30 @@ impl ReportService {
             }
         };
 
-        let admitted = match job.deadline.checked_sub(self.min_call_time()) {
-            None => Err(Rejected::TimedOut),
-            Some(start_by) => {
-                let mut admit = std::pin::pin!(self.admission.admit(job.priority, start_by));
-                if let Poll::Ready(admitted) = futures_util::poll!(admit.as_mut()) {
-                    admitted
-                } else if job.priority == Priority::Validated {
-                    // No slot now: a caller who may see a stale copy gets it at once, and the
-                    // fetch still lands for the callers to come.
-                    answer_stale(answer);
-                    admit.await
-                } else {
-                    tokio::select! {
-                        admitted = admit => admitted,
-                        () = callers.all_gone() => {
-                            return Err(ApiError::UpstreamUnavailable(
-                                "every caller of this fetch went away".into(),
-                            ));
-                        }
-                    }
-                }
-            }
+        let call = ReportCall {
+            token: &job.token,
+            period: job.key.period,
+            etag,
+            request_id: &job.request_id,
+            deadline: job.deadline,
         };
-        let (attempt, sent_at) = match admitted {
-            Ok(_permit) => {
-                let call = ReportCall {
-                    token: &job.token,
-                    period: job.key.period,
-                    etag,
-                    request_id: &job.request_id,
-                    deadline: job.deadline,
-                };
-                let need = if may_stand_in {
-                    Need::Refresh
-                } else {
-                    Need::Required
-                };
-                self.call_with_retries(upstream, call, &job.budget_key, need, || {
-                    answer_stale(answer)
-                })
-                .await
-            }
-            Err(rejected) => {
-                warn!(
-                    "no upstream slot for a {} report: {rejected:?}",
-                    job.key.period
-                );
-                self.metrics.record_deferred("overloaded");
-                (Attempt::NotAdmitted, Instant::now())
-            }
+        let need = if may_stand_in {
+            Need::Refresh
+        } else {
+            Need::Required
+        };
+        let waits = Waits {
+            service: self,
+            job: &job,
+            callers,
+        };
+        let Some((attempt, sent_at)) = self
+            .call_with_retries(upstream, call, &waits, need, || answer_stale(answer))
+            .await
+        else {
+            return Err(ApiError::UpstreamUnavailable(
+                "every caller of this fetch went away".into(),
+            ));
         };
         let outcome = match &attempt {
             Attempt::Answered(Ok(Fetched::NotModified)) => Outcome::NotModified,
@@ -462,44 +437,59 @@ impl ReportService {
         }
     }
 
-    /// The report call, tried again as the retry policy says, each try only when Graph's budget
-    /// allows it. Returns the last answer (or why no call was made) and when its call was sent.
-    /// `early` runs after a failed try that will be retried: a caller who may be served stale
-    /// does not wait through the retries.
+    /// The report call, tried again as the retry policy says; each try only with a slot of the
+    /// admission point, given up again before any wait, and only when Graph's budget allows it.
+    /// Returns the last answer (or why no call was made) and when its call was sent; `None`
+    /// when every caller of a flight Graph has not validated went away while it waited.
+    /// `early` runs when the caller would otherwise wait (for a slot, or for a retry): a caller
+    /// who may be served stale is answered then.
     async fn call_with_retries(
         &self,
         upstream: &impl Upstream,
         call: ReportCall<'_>,
-        key: &BudgetKey,
+        waits: &Waits<'_>,
         need: Need,
         mut early: impl FnMut(),
-    ) -> (Attempt, Instant) {
+    ) -> Option<(Attempt, Instant)> {
+        let key = &waits.job.budget_key;
         let mut retries = 0;
         loop {
+            let permit = match self.admit(waits, &mut early).await? {
+                Ok(permit) => permit,
+                Err(rejected) => {
+                    warn!(
+                        "no upstream slot for a {} report: {rejected:?}",
+                        call.period
+                    );
+                    self.metrics.record_deferred("overloaded");
+                    return Some((Attempt::NotAdmitted, Instant::now()));
+                }
+            };
             let sent_at = Instant::now();
             let slot = match self.budget.take(key, need, sent_at) {
                 Ok(slot) => slot,
                 Err(deferral) => {
+                    drop(permit);
                     // A short wait is better spent waiting than answering 429, unless the
                     // caller may be served stale meanwhile.
                     let wait = deferral.wait;
-                    let start_by = call.deadline.checked_sub(self.min_call_time());
                     if need == Need::Required
                         && !wait.is_zero()
                         && wait <= self.settings.retry.max_wait
-                        && start_by.is_some_and(|by| sent_at + wait <= by)
+                        && self.in_time(wait, &call)
                     {
-                        tokio::time::sleep(wait).await;
+                        waits.sleep(wait).await?;
                         continue;
                     }
                     // Counted once, when the call is not made.
                     self.metrics.record_deferred(deferral.reason.label());
-                    return (Attempt::Deferred(deferral), sent_at);
+                    return Some((Attempt::Deferred(deferral), sent_at));
                 }
             };
             let answered = upstream.attempt(call).await;
+            drop(permit);
             let err = match answered {
-                Ok(fetched) => return (Attempt::Answered(Ok(fetched)), sent_at),
+                Ok(fetched) => return Some((Attempt::Answered(Ok(fetched)), sent_at)),
                 Err(err) => err,
             };
             match &err {
@@ -531,9 +521,8 @@ impl ReportService {
                 .retry
                 .wait(&err, retries, rand::random::<f64>());
             // No retry starts with too little of the deadline left to finish.
-            let in_time = |wait| Instant::now() + wait + self.min_call_time() <= call.deadline;
-            let Some(wait) = retry.filter(|&wait| in_time(wait)) else {
-                return (Attempt::Answered(Err(err)), sent_at);
+            let Some(wait) = retry.filter(|&wait| self.in_time(wait, &call)) else {
+                return Some((Attempt::Answered(Err(err)), sent_at));
             };
             warn!(
                 "graph report call failed, retrying in {wait:?}: {err} (graph request-id {})",
@@ -542,8 +531,56 @@ impl ReportService {
             early();
             retries += 1;
             self.metrics.upstream_retries.inc();
-            tokio::time::sleep(wait).await;
+            waits.sleep(wait).await?;
         }
+    }
+
+    /// A slot at the admission point for the flight's next try. A validated token that must
+    /// wait for one has `early` run (its caller may be answered stale) and its flight goes on
+    /// for the callers to come; any other flight gives up its place once nobody waits for it.
+    /// `None` when it gave up.
+    async fn admit(
+        &self,
+        waits: &Waits<'_>,
+        early: &mut impl FnMut(),
+    ) -> Option<Result<admission::Permit, Rejected>> {
+        let job = waits.job;
+        let Some(start_by) = job.deadline.checked_sub(self.min_call_time()) else {
+            return Some(Err(Rejected::TimedOut));
+        };
+        let mut admit = std::pin::pin!(self.admission.admit(job.priority, start_by));
+        if let Poll::Ready(admitted) = futures_util::poll!(admit.as_mut()) {
+            return Some(admitted);
+        }
+        if job.priority == Priority::Validated {
+            early();
+        }
+        waits.until(admit).await
+    }
+
+    /// Whether a try after `wait` would still start with the least call time left.
+    fn in_time(&self, wait: Duration, call: &ReportCall<'_>) -> bool {
+        Instant::now() + wait + self.min_call_time() <= call.deadline
+    }
+
+    /// Removes an abandoned flight from the in-flight map, unless a caller joined it meanwhile
+    /// (joining happens under the same lock), in which case it goes on.
+    fn abandon(&self, job: &FetchJob, callers: &Callers) -> bool {
+        let mut in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if callers.count.load(Ordering::Acquire) > 0 {
+            return false;
+        }
+        let key = (job.fp, job.key.period);
+        if in_flight
+            .get(&key)
+            .is_some_and(|f| std::ptr::eq(Arc::as_ptr(&f.callers), callers))
+        {
+            in_flight.remove(&key);
+        }
+        true
     }
 
     /// Graph refused the token: forget its validation and refuse it again for a while.
@@ -598,6 +635,39 @@ impl ReportService {
     }
 }
 
+/// How a flight waits: a flight of a token Graph has validated waits out whatever it waits
+/// for, since its result lands for the callers to come; any other flight stops waiting once
+/// nobody waits for it, and leaves the in-flight map then.
+struct Waits<'a> {
+    service: &'a ReportService,
+    job: &'a FetchJob,
+    callers: &'a Callers,
+}
+
+impl Waits<'_> {
+    /// `future`'s output, or `None` once the flight is abandoned.
+    async fn until<T>(&self, future: impl Future<Output = T>) -> Option<T> {
+        if self.job.priority == Priority::Validated {
+            return Some(future.await);
+        }
+        let mut future = std::pin::pin!(future);
+        loop {
+            tokio::select! {
+                done = &mut future => return Some(done),
+                () = self.callers.all_gone() => {
+                    if self.service.abandon(self.job, self.callers) {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn sleep(&self, wait: Duration) -> Option<()> {
+        self.until(tokio::time::sleep(wait)).await
+    }
+}
+
 /// What came of trying to call Graph.
 enum Attempt {
     /// Graph answered (the last try, after retries).
@@ -622,7 +692,14 @@ fn wait_for(flight: &Flight) -> impl Future<Output = FetchResult> + use<> {
     async move {
         let result = fetch.await;
         drop(caller);
-        result
+        // A stale answer may have been given early and shared for a while since: its age is
+        // the age now.
+        result.map(|mut served| {
+            if served.status == CacheStatus::Stale {
+                served.age = served.entry.validated_at.elapsed();
+            }
+            served
+        })
     }
 }
 
@@ -655,9 +732,12 @@ fn token_state(validated: bool) -> TokenState {
 }
 
 /// Removes a flight from the in-flight map when dropped: after the fetch, or during a panic.
+/// Only its own: an abandoned flight has left the map already, and a newer flight of the same
+/// key may stand there.
 struct Landing {
     service: Arc<ReportService>,
     flight: (Fingerprint, Period),
+    callers: Arc<Callers>,
 }
 
 impl Drop for Landing {
@@ -668,7 +748,12 @@ impl Drop for Landing {
             .in_flight
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        in_flight.remove(&self.flight);
+        if in_flight
+            .get(&self.flight)
+            .is_some_and(|f| Arc::ptr_eq(&f.callers, &self.callers))
+        {
+            in_flight.remove(&self.flight);
+        }
     }
 }
 

@@ -109,15 +109,15 @@ struct Harness {
 impl Harness {
     /// `fresh` of zero makes every entry due for revalidation at once.
     fn new(fresh: Duration) -> Harness {
-        Harness::with(fresh, 4)
+        Harness::with(fresh, 4, 0)
     }
 
     /// Entries due at once, and `capacity` calls to Graph at a time.
     fn with_capacity(capacity: usize) -> Harness {
-        Harness::with(Duration::ZERO, capacity)
+        Harness::with(Duration::ZERO, capacity, 0)
     }
 
-    fn with(fresh: Duration, capacity: usize) -> Harness {
+    fn with(fresh: Duration, capacity: usize, max_retries: u32) -> Harness {
         let caches = Caches::new(
             1 << 20,
             Freshness {
@@ -132,7 +132,7 @@ impl Harness {
                 max_queued: 8,
             },
             retry: RetryPolicy {
-                max_retries: 0,
+                max_retries,
                 max_wait: Duration::from_secs(1),
             },
             budget: BudgetSettings {
@@ -443,5 +443,53 @@ fn a_full_queue_answers_overloaded_and_a_known_user_stale_at_once() {
         let entry = h.reports.service.caches.report(&key).await.unwrap();
         let json: serde_json::Value = serde_json::from_slice(&entry.body).unwrap();
         assert_eq!(json["value"][0]["peerToPeer"], 3, "and refreshed the entry");
+    });
+}
+
+fn unavailable_for(wait: Duration) -> GraphError {
+    GraphError::Unavailable {
+        detail: "Graph answered 503".into(),
+        retryable: true,
+        retry_after: Some(wait),
+        request_id: None,
+    }
+}
+
+#[test]
+fn a_flight_waiting_to_retry_holds_no_upstream_slot() {
+    run(async {
+        let h = Harness::with(Duration::from_secs(60), 1, 1);
+        let (a, b) = (token_of("contoso"), token_of("fabrikam"));
+        h.upstream()
+            .answer(Err(unavailable_for(Duration::from_millis(200))));
+        h.upstream().answer(body(2));
+        h.upstream().answer(body(1));
+
+        let retrying = h.start(&a);
+        settle().await;
+        // A waits 200 ms to retry; B, of another tenant, needs the one slot meanwhile.
+        let other = h.get(&b).await.unwrap();
+        let retried = retrying.await.unwrap().unwrap();
+
+        assert_eq!(other.status, CacheStatus::Miss);
+        assert_eq!(retried.status, CacheStatus::Miss);
+        let order: Vec<_> = h.upstream().calls().into_iter().map(|c| c.token).collect();
+        assert_eq!(order, [a.clone(), b, a], "B's call went while A waited");
+    });
+}
+
+#[test]
+fn a_new_tokens_flight_waiting_to_retry_is_dropped_when_its_callers_leave() {
+    run(async {
+        let h = Harness::with(Duration::from_secs(60), 4, 1);
+        h.upstream()
+            .answer(Err(unavailable_for(Duration::from_millis(100))));
+
+        let abandoned = h.start(&token_of("contoso"));
+        settle().await;
+        abandoned.abort();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        assert_eq!(h.upstream().calls().len(), 1, "the retry was never made");
     });
 }
