@@ -5,7 +5,9 @@
 //! all apps, counted per report function; a call made while throttled only lengthens the
 //! throttle. So a call starts only when both of its keys have room and neither is paused, and
 //! a call Graph refuses for its token gives its place back: tokens Graph refuses cannot spend a
-//! tenant's budget. The clock is passed in, so every rule is tested without waiting.
+//! tenant's budget. Until Graph has judged a new token, its call holds its place only
+//! provisionally: a window full of such calls makes the next caller wait for their answers,
+//! not for the window. The clock is passed in, so every rule is tested without waiting.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -117,25 +119,48 @@ impl DeferReason {
     }
 }
 
+/// How often a caller that met a window full of calls Graph has not judged yet looks again:
+/// those calls are given back or confirmed within one Graph answer.
+pub const PROVISIONAL_POLL: Duration = Duration::from_millis(50);
+
 /// A call counted against both keys. It stays counted for the window when dropped;
-/// [`Budget::give_back`] uncounts it.
+/// [`Budget::give_back`] uncounts it, [`Budget::confirm`] makes a provisional one count.
 #[derive(Debug)]
 pub struct Slot {
     key: BudgetKey,
-    started: Instant,
+    id: u64,
+    provisional: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Start {
+    at: Instant,
+    id: u64,
+    /// For a token Graph has not judged yet: given back if Graph refuses it.
+    provisional: bool,
 }
 
 #[derive(Debug, Default)]
 struct Books {
-    /// When each call still in the window started, oldest first.
-    starts: VecDeque<Instant>,
+    /// The calls still in the window, oldest first.
+    starts: VecDeque<Start>,
     paused_until: Option<Instant>,
+}
+
+/// What a window has room for.
+enum Room {
+    /// This many more calls.
+    Left(u32),
+    /// None until calls Graph has not judged yet are answered.
+    Provisional,
+    /// None until the oldest counted call leaves, in this long.
+    Full(Duration),
 }
 
 impl Books {
     fn prune(&mut self, now: Instant, window: Duration) {
-        while let Some(&oldest) = self.starts.front() {
-            if now.saturating_duration_since(oldest) < window {
+        while let Some(oldest) = self.starts.front() {
+            if now.saturating_duration_since(oldest.at) < window {
                 break;
             }
             self.starts.pop_front();
@@ -149,21 +174,25 @@ impl Books {
         self.starts.is_empty() && self.paused_until.is_none()
     }
 
-    /// Calls left in the window, and how long until one more frees when none is left.
-    fn room(&self, rate: Rate, now: Instant) -> (u32, Duration) {
+    fn room(&self, rate: Rate, now: Instant) -> Room {
         let used = u32::try_from(self.starts.len()).unwrap_or(u32::MAX);
-        let left = rate.calls.saturating_sub(used);
-        let frees_in = self.starts.front().map_or(Duration::ZERO, |&oldest| {
-            (oldest + rate.hold()).saturating_duration_since(now)
-        });
-        (left, frees_in)
+        if used < rate.calls {
+            return Room::Left(rate.calls - used);
+        }
+        match self.starts.iter().find(|s| !s.provisional) {
+            Some(oldest) if self.starts.iter().all(|s| !s.provisional) => {
+                Room::Full((oldest.at + rate.hold()).saturating_duration_since(now))
+            }
+            _ => Room::Provisional,
+        }
     }
 }
 
 pub struct Budget {
     settings: BudgetSettings,
     books: Mutex<HashMap<Key, Books>>,
-    /// Calls counted so far; every [`SWEEP_EVERY`]th one sweeps idle keys.
+    /// Calls counted so far, which also numbers them; every [`SWEEP_EVERY`]th one sweeps idle
+    /// keys.
     takes: std::sync::atomic::AtomicU64,
 }
 
@@ -193,12 +222,20 @@ impl Budget {
         }
     }
 
-    /// Counts a call for `key` starting `now`, or says why it may not start.
-    pub fn take(&self, key: &BudgetKey, need: Need, now: Instant) -> Result<Slot, Deferral> {
-        let taken = self
+    /// Counts a call for `key` starting `now`, or says why it may not start. A `provisional`
+    /// call (a token Graph has not judged yet) holds its place until [`Budget::confirm`] or
+    /// [`Budget::give_back`].
+    pub fn take(
+        &self,
+        key: &BudgetKey,
+        need: Need,
+        provisional: bool,
+        now: Instant,
+    ) -> Result<Slot, Deferral> {
+        let id = self
             .takes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if taken % SWEEP_EVERY == SWEEP_EVERY - 1 {
+        if id % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.sweep(now);
         }
         let keys = [
@@ -208,6 +245,9 @@ impl Budget {
         let mut books = self.lock();
         // The longest wait of each kind; a pause outranks the budget.
         let (mut paused, mut over) = (None::<Duration>, None::<(Duration, Duration)>);
+        let mut longer = |wait: Duration, told: Duration| {
+            over = Some(over.map_or((wait, told), |(w, t)| (w.max(wait), t.max(told))));
+        };
         for key in &keys {
             let rate = self.rate(key);
             let Some(entry) = books.get_mut(key) else {
@@ -219,16 +259,14 @@ impl Budget {
                 paused = Some(paused.map_or(wait, |p| p.max(wait)));
                 continue;
             }
-            let (left, frees_in) = entry.room(rate, now);
-            let wait = if left == 0 {
-                frees_in
-            } else if need == Need::Refresh && left <= self.settings.reserve {
-                Duration::ZERO
-            } else {
-                continue;
-            };
-            let told = wait.min(rate.per);
-            over = Some(over.map_or((wait, told), |(w, t)| (w.max(wait), t.max(told))));
+            match entry.room(rate, now) {
+                Room::Left(left) if need == Need::Refresh && left <= self.settings.reserve => {
+                    longer(Duration::ZERO, Duration::ZERO);
+                }
+                Room::Left(_) => {}
+                Room::Provisional => longer(PROVISIONAL_POLL, Duration::from_secs(1)),
+                Room::Full(wait) => longer(wait, wait.min(rate.per)),
+            }
         }
         if let Some(wait) = paused {
             return Err(Deferral {
@@ -244,17 +282,36 @@ impl Budget {
                 retry_after,
             });
         }
+        let start = Start {
+            at: now,
+            id,
+            provisional,
+        };
         for key in keys {
-            books.entry(key).or_default().starts.push_back(now);
+            books.entry(key).or_default().starts.push_back(start);
         }
         Ok(Slot {
             key: key.clone(),
-            started: now,
+            id,
+            provisional,
         })
+    }
+
+    /// Graph judged the token of a provisional call and did not refuse it: the call counts.
+    pub fn confirm(&self, slot: Slot) {
+        if slot.provisional {
+            self.settle(slot, |starts, at| starts[at].provisional = false);
+        }
     }
 
     /// Uncounts a call Graph refused for its token: it says nothing of the tenant's budget.
     pub fn give_back(&self, slot: Slot) {
+        self.settle(slot, |starts, at| {
+            starts.remove(at);
+        });
+    }
+
+    fn settle(&self, slot: Slot, change: impl Fn(&mut VecDeque<Start>, usize)) {
         let keys = [
             Key::Tenant(Arc::clone(&slot.key.tenant), slot.key.function),
             Key::App(slot.key),
@@ -262,8 +319,8 @@ impl Budget {
         let mut books = self.lock();
         for key in keys {
             if let Some(entry) = books.get_mut(&key) {
-                if let Some(at) = entry.starts.iter().rposition(|&t| t == slot.started) {
-                    entry.starts.remove(at);
+                if let Some(at) = entry.starts.iter().rposition(|s| s.id == slot.id) {
+                    change(&mut entry.starts, at);
                 }
                 if entry.is_idle() {
                     books.remove(&key);
@@ -363,12 +420,13 @@ mod tests {
             let slot = budget.take(
                 &key("contoso", "app"),
                 Required,
+                false,
                 t0 + Duration::from_secs(n),
             );
             assert!(slot.is_ok(), "call {n}");
         }
 
-        let refused = budget.take(&key("contoso", "app"), Required, t0 + 5 * MINUTE);
+        let refused = budget.take(&key("contoso", "app"), Required, false, t0 + 5 * MINUTE);
 
         // The first call leaves the window ten minutes (and the 1 s margin) after it started.
         let held = 10 * MINUTE + Duration::from_secs(1);
@@ -382,10 +440,12 @@ mod tests {
         );
         let burst = super::Budget::new(budget.settings);
         for _ in 0..14 {
-            burst.take(&key("contoso", "app"), Required, t0).unwrap();
+            burst
+                .take(&key("contoso", "app"), Required, false, t0)
+                .unwrap();
         }
         let told = burst
-            .take(&key("contoso", "app"), Required, t0)
+            .take(&key("contoso", "app"), Required, false, t0)
             .unwrap_err();
         assert_eq!(told.wait, held);
         assert_eq!(
@@ -393,7 +453,7 @@ mod tests {
             10 * MINUTE,
             "a caller is told at most the window, however long the gateway's margin"
         );
-        let at = |t| budget.take(&key("contoso", "app"), Required, t);
+        let at = |t| budget.take(&key("contoso", "app"), Required, false, t);
         assert!(at(t0 + held - Duration::from_millis(1)).is_err());
         assert!(at(t0 + held).is_ok());
         assert!(
@@ -408,14 +468,24 @@ mod tests {
         let t0 = Instant::now();
         for n in 0..20 {
             let app = format!("app-{}", n % 2);
-            budget.take(&key("contoso", &app), Required, t0).unwrap();
+            budget
+                .take(&key("contoso", &app), Required, false, t0)
+                .unwrap();
         }
 
-        assert!(budget.take(&key("contoso", "app-3"), Required, t0).is_err());
-        assert!(budget.take(&key("fabrikam", "app-0"), Required, t0).is_ok());
         assert!(
             budget
-                .take(&other_function("contoso", "app-3"), Required, t0)
+                .take(&key("contoso", "app-3"), Required, false, t0)
+                .is_err()
+        );
+        assert!(
+            budget
+                .take(&key("fabrikam", "app-0"), Required, false, t0)
+                .is_ok()
+        );
+        assert!(
+            budget
+                .take(&other_function("contoso", "app-3"), Required, false, t0)
                 .is_ok()
         );
     }
@@ -430,6 +500,7 @@ mod tests {
             budget.take(
                 &key("contoso", "app"),
                 Required,
+                false,
                 t0 + Duration::from_secs(secs),
             )
         };
@@ -442,8 +513,16 @@ mod tests {
             }
         );
         assert_eq!(at(30).unwrap_err().wait, Duration::from_secs(90));
-        assert!(budget.take(&key("contoso", "other"), Required, t0).is_ok());
-        assert!(budget.take(&key("fabrikam", "app"), Required, t0).is_ok());
+        assert!(
+            budget
+                .take(&key("contoso", "other"), Required, false, t0)
+                .is_ok()
+        );
+        assert!(
+            budget
+                .take(&key("fabrikam", "app"), Required, false, t0)
+                .is_ok()
+        );
         assert!(at(120).is_ok());
     }
 
@@ -452,13 +531,27 @@ mod tests {
         let budget = budget(2, 40, 0);
         let t0 = Instant::now();
         for _ in 0..10 {
-            let slot = budget.take(&key("contoso", "app"), Required, t0).unwrap();
+            let slot = budget
+                .take(&key("contoso", "app"), Required, false, t0)
+                .unwrap();
             budget.give_back(slot);
         }
 
-        assert!(budget.take(&key("contoso", "app"), Required, t0).is_ok());
-        assert!(budget.take(&key("contoso", "app"), Required, t0).is_ok());
-        assert!(budget.take(&key("contoso", "app"), Required, t0).is_err());
+        assert!(
+            budget
+                .take(&key("contoso", "app"), Required, false, t0)
+                .is_ok()
+        );
+        assert!(
+            budget
+                .take(&key("contoso", "app"), Required, false, t0)
+                .is_ok()
+        );
+        assert!(
+            budget
+                .take(&key("contoso", "app"), Required, false, t0)
+                .is_err()
+        );
     }
 
     #[test]
@@ -466,26 +559,73 @@ mod tests {
         let budget = budget(14, 40, 4);
         let t0 = Instant::now();
         for _ in 0..10 {
-            budget.take(&key("contoso", "app"), Refresh, t0).unwrap();
+            budget
+                .take(&key("contoso", "app"), Refresh, false, t0)
+                .unwrap();
         }
 
-        let refresh = budget.take(&key("contoso", "app"), Refresh, t0);
+        let refresh = budget.take(&key("contoso", "app"), Refresh, false, t0);
         assert_eq!(refresh.unwrap_err().reason, OVER);
         for _ in 0..4 {
-            budget.take(&key("contoso", "app"), Required, t0).unwrap();
+            budget
+                .take(&key("contoso", "app"), Required, false, t0)
+                .unwrap();
         }
-        assert!(budget.take(&key("contoso", "app"), Required, t0).is_err());
+        assert!(
+            budget
+                .take(&key("contoso", "app"), Required, false, t0)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn calls_graph_has_not_judged_hold_their_place_only_until_it_does() {
+        let budget = budget(3, 40, 0);
+        let t0 = Instant::now();
+        let forged: Vec<_> = (0..3)
+            .map(|_| {
+                budget
+                    .take(&key("contoso", "app"), Required, true, t0)
+                    .unwrap()
+            })
+            .collect();
+
+        // A window full of unjudged calls: look again shortly, not in ten minutes.
+        let waiting = budget
+            .take(&key("contoso", "app"), Required, true, t0)
+            .unwrap_err();
+        assert_eq!((waiting.reason, waiting.wait), (OVER, PROVISIONAL_POLL));
+        assert_eq!(waiting.retry_after, Duration::from_secs(1));
+
+        let mut forged = forged.into_iter();
+        budget.give_back(forged.next().unwrap());
+        let genuine = budget
+            .take(&key("contoso", "app"), Required, true, t0)
+            .unwrap();
+        budget.confirm(genuine);
+        for slot in forged {
+            budget.confirm(slot);
+        }
+        // Judged and counted: now the window itself is full.
+        let full = budget
+            .take(&key("contoso", "app"), Required, true, t0)
+            .unwrap_err();
+        assert!(full.wait > 10 * MINUTE, "{full:?}");
     }
 
     #[test]
     fn idle_keys_are_dropped() {
         let budget = budget(14, 40, 0);
         let t0 = Instant::now();
-        let slot = budget.take(&key("forged", "app"), Required, t0).unwrap();
+        let slot = budget
+            .take(&key("forged", "app"), Required, false, t0)
+            .unwrap();
         budget.give_back(slot);
         assert_eq!(budget.keys(), 0, "a refused call leaves no books behind");
 
-        let _kept = budget.take(&key("contoso", "app"), Required, t0).unwrap();
+        let _kept = budget
+            .take(&key("contoso", "app"), Required, false, t0)
+            .unwrap();
         budget.pause(&key("fabrikam", "app"), MINUTE, t0);
         assert_eq!(budget.keys(), 3);
         budget.sweep(t0 + 11 * MINUTE);

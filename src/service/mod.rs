@@ -466,7 +466,9 @@ impl ReportService {
                 }
             };
             let sent_at = Instant::now();
-            let slot = match self.budget.take(key, need, sent_at) {
+            // A token Graph has not judged yet holds its place only until Graph answers.
+            let provisional = waits.job.priority != Priority::Validated;
+            let slot = match self.budget.take(key, need, provisional, sent_at) {
                 Ok(slot) => slot,
                 Err(deferral) => {
                     drop(permit);
@@ -489,7 +491,10 @@ impl ReportService {
             let answered = upstream.attempt(call).await;
             drop(permit);
             let err = match answered {
-                Ok(fetched) => return Some((Attempt::Answered(Ok(fetched)), sent_at)),
+                Ok(fetched) => {
+                    self.budget.confirm(slot);
+                    return Some((Attempt::Answered(Ok(fetched)), sent_at));
+                }
                 Err(err) => err,
             };
             match &err {
@@ -499,11 +504,13 @@ impl ReportService {
                     status: 401 | 403, ..
                 } => self.budget.give_back(slot),
                 GraphError::Throttled { retry_after, .. } => {
+                    self.budget.confirm(slot);
                     let pause = retry_after.unwrap_or(DEFAULT_PAUSE);
                     warn!("Graph throttles this app's report calls: pausing them for {pause:?}");
                     self.budget.pause(key, pause, Instant::now());
                 }
-                _ => {}
+                // Whether Graph counted a call it failed is unknown: it counts.
+                _ => self.budget.confirm(slot),
             }
             // Without Graph's figure, the caller is told the pause the gateway keeps.
             let err = match err {

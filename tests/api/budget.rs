@@ -332,3 +332,36 @@ async fn graphs_429_without_retry_after_is_answered_with_the_pause_it_starts() {
     assert!((59..=60).contains(&retry_after(&next)));
     assert_eq!(app.sim.report_calls(), 1);
 }
+
+#[actix_web::test]
+async fn forged_tokens_in_flight_make_a_genuine_one_wait_not_fail() {
+    let sim = graph_simulator::Simulator::start_with(graph_simulator::SimulatorConfig {
+        report_latency: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let app = crate::helpers::spawn_app_against(sim, budget(3, 10)).await;
+    let forged: Vec<_> = (0..3).map(|_| app_token("contoso", APP)).collect();
+    for token in &forged {
+        app.sim.reject_token(token);
+    }
+    let genuine = app_token("contoso", APP);
+
+    // The forged calls fill the window while Graph takes 300 ms to refuse them.
+    let flood = join_all(forged.iter().map(|t| app.report("D7", t)));
+    let late = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        app.report("D7", &genuine).await
+    };
+    let (refused, answer) = futures_util::join!(flood, late);
+
+    assert!(refused.iter().all(|a| a.status == 401));
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(app.sim.report_calls(), 4);
+}
