@@ -365,3 +365,42 @@ async fn forged_tokens_in_flight_make_a_genuine_one_wait_not_fail() {
     );
     assert_eq!(app.sim.report_calls(), 4);
 }
+
+#[actix_web::test]
+async fn forged_tokens_meet_graphs_401_even_when_graph_would_throttle_the_app() {
+    let app = spawn_app_with(budget(14, 10)).await;
+    // Graph's own window for the app holds one call, and the genuine user has taken it.
+    app.sim.set_limits(Some(graph_simulator::GraphLimits {
+        per_app: 1,
+        per_tenant: 40,
+        window: Duration::from_secs(10),
+    }));
+    assert_eq!(
+        app.report("D7", &app_token("contoso", APP)).await.status,
+        200
+    );
+
+    for _ in 0..5 {
+        let forged = app_token("contoso", APP);
+        app.sim.reject_token(&forged);
+        assert_eq!(app.report("D7", &forged).await.status, 401);
+    }
+
+    // Graph checks a token before it throttles: nothing was paused, nothing throttled.
+    assert_eq!(app.sim.throttled_calls(), 0);
+    let metrics = app.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            r#"skype_gateway_upstream_deferred_total{reason="paused"}"#
+        ),
+        0.0
+    );
+    // Another app of the tenant still calls.
+    assert_eq!(
+        app.report("D7", &app_token("contoso", OTHER_APP))
+            .await
+            .status,
+        200
+    );
+}
