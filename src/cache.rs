@@ -137,6 +137,12 @@ impl Freshness {
 
 /// The two reference counts in front of an `Arc`'s value.
 const ARC_COUNTS: usize = 2 * size_of::<usize>();
+/// What moka keeps per entry besides the key and value: its map bucket, the entry's shared
+/// info (hash, timestamps, weight), its node in the access-order and in the write-order queue,
+/// and the key kept once more for them; about this much, as each of those allocations is
+/// sized by malloc. Entries are small now, so bookkeeping is a fair share of what they cost.
+const CACHE_ENTRY_BOOKKEEPING: usize = 384;
+
 /// A `Bytes` made from a buffer allocates a small shared header (pointer, capacity, reference
 /// count) of its own once it is first cloned for an answer.
 const BYTES_SHARED: usize = 3 * size_of::<usize>();
@@ -223,7 +229,7 @@ impl Caches {
         let reports = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|key: &ReportKey, entry: &Arc<ReportEntry>| {
-                let tenant = allocated(ARC_COUNTS + key.tenant.len());
+                let tenant = allocated(ARC_COUNTS + key.tenant.len()) + CACHE_ENTRY_BOOKKEEPING;
                 entry
                     .weight
                     .saturating_add(u32::try_from(tenant).unwrap_or(u32::MAX))

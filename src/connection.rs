@@ -124,10 +124,18 @@ impl<T> Deadlined<T> {
         if Instant::now() >= deadline {
             return true;
         }
-        if self.timer.deadline() != deadline {
+        // Deadlines move later with every request; re-arming the timer each time costs a trip
+        // to tokio's timer wheel per request. The timer is moved earlier at once, but left
+        // early otherwise: when it fires before the deadline, it is set to it then.
+        if self.timer.deadline() > deadline {
             self.timer.as_mut().reset(deadline);
         }
-        self.timer.as_mut().poll(cx).is_ready()
+        if self.timer.as_mut().poll(cx).is_ready() {
+            self.timer.as_mut().reset(deadline);
+            // Registers the waker for the deadline itself; it is still ahead.
+            let _ = self.timer.as_mut().poll(cx);
+        }
+        false
     }
 
     /// The end of the stream, or a reset: the client is gone.
