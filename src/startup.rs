@@ -224,15 +224,10 @@ impl Application {
     }
 }
 
-/// Connections the kernel may hold for the gateway before it accepts them (capped by the
-/// kernel's `somaxconn`). At `--max-connections` new connections wait here; a full queue drops
-/// a client's SYN, which it sends again only after a second, so the queue is made long.
-const LISTEN_BACKLOG: i32 = 4096;
-
 /// Binds `listen`; a failure names the setting and the address, since the OS' own message
 /// ("Address already in use") says neither.
 fn bind(listen: std::net::SocketAddr) -> std::io::Result<TcpListener> {
-    let listener = TcpListener::bind(listen).map_err(|e| {
+    TcpListener::bind(listen).map_err(|e| {
         let reason = match e.kind() {
             std::io::ErrorKind::AddrInUse => "address already in use".to_owned(),
             std::io::ErrorKind::AddrNotAvailable => "no such address on this machine".to_owned(),
@@ -243,10 +238,7 @@ fn bind(listen: std::net::SocketAddr) -> std::io::Result<TcpListener> {
             e.kind(),
             format!("--listen (SKYPE_GATEWAY_LISTEN) {listen}: {reason}"),
         )
-    })?;
-    // The standard library listens with a short queue; listening again sets it longer.
-    socket2::SockRef::from(&listener).listen(LISTEN_BACKLOG)?;
-    Ok(listener)
+    })
 }
 
 /// How long a connection that is being closed may take to read the end of its request and to
