@@ -154,11 +154,12 @@ for u in $users; do
     "$u" "$(field requests "$result")" "$(field answers "$result" | sed 's/,/, /g; s/_/ /g')" \
     "$calls" "$throttled" "$bad" "$(field floor_tokens "$result")" \
     "$(field floor_revalidations "$result")" "$floor" "$ratio" "$deferred_budget")")
-  new_rows+=("$(printf '| %s | %s | %s | %s | %s s | %s ms (max %s) | %s |' \
+  new_rows+=("$(printf '| %s | %s | %s | %s | %s s | %s ms (max %s) | %s | %s |' \
     "$u" "$(field new_tokens "$result")" "$(field new_token_first_answers "$result" | sed 's/,/, /g; s/_/ /g')" \
     "$(field new_token_429 "$result")" "$(field new_token_429_median_retry_after_s "$result")" \
     "$(field new_token_429_median_wait_to_200_ms "$result")" \
-    "$(field new_token_429_max_wait_to_200_ms "$result")" "$(field new_token_never_200 "$result")")")
+    "$(field new_token_429_max_wait_to_200_ms "$result")" "$(field new_token_never_200 "$result")" \
+    "$(field skipped_minutes "$result")")")
 done
 
 # ---- results ------------------------------------------------------------------------------
@@ -176,8 +177,8 @@ step "results"
   echo
   echo "What a token's first request met:"
   echo
-  echo "| users | new tokens | first answer | 429 | median Retry-After | median wait to a 200 | never 200 |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| users | new tokens | first answer | 429 | median Retry-After | median wait to a 200 | never 200 | minutes not asked (waiting) |"
+  echo "|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${new_rows[@]}"
   echo
   echo "Release build ${build_seconds}s; whole run $((SECONDS - started_at))s."
