@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# The workday benchmark of Graph's budget (BENCHMARKS.md, "Graph's budget: a workday", explains
+# the figures). U users of one tenant and one dashboard app use the gateway through a compressed
+# day (examples/workday.rs): every simulated minute each user asks one of the four periods at
+# random, and each user signs in at a random moment of the first hour and gets a new token every
+# hour. Graph's limits and the gateway's durations are scaled alike, 1 simulated minute = 1 s:
+# the simulator (crates/graph-simulator/examples/simulator.rs) throttles at 14 per app and 40 per
+# tenant per 10 s, and the gateway keeps the same budgets with --fresh-ttl 15s (15 min) and
+# --stale-ttl 24m (24 h). Each U gets a new simulator and gateway. Per run it reports the
+# requests and their answers, Graph's report calls and 429s, the answers to tokens Graph had
+# validated that were not 200, the floor of report calls and what new tokens met.
+#
+# Exit status: 0 when Graph answered no 429 and every request of a token Graph had validated was
+# answered 200, in every run; 1 otherwise.
+#
+# Usage: bench/workday.sh [--quick] [--out FILE] [--users "U ..."] [--minutes M] [--seed S]
+#   --quick    one run of 20 users through 36 simulated minutes (CI: under a minute once built)
+#   --out      where the table goes (default: bench/workday-results.md, ignored by git)
+#   --users    the runs' user counts (default "5 20 50 150")
+#   --minutes  the day's length in simulated minutes (default 240)
+# Honours CARGO_TARGET_DIR. Everything listens on 127.0.0.1; every loop is bounded.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+usage="usage: bench/workday.sh [--quick] [--out FILE] [--users \"U ...\"] [--minutes M] [--seed S]"
+quick=0
+out="$repo/bench/workday-results.md"
+users=""
+minutes=""
+seed=1
+while (($#)); do
+  case "$1" in
+    --quick) quick=1 ;;
+    --out) out="$2"; shift ;;
+    --users) users="$2"; shift ;;
+    --minutes) minutes="$2"; shift ;;
+    --seed) seed="$2"; shift ;;
+    *) echo "$usage" >&2; exit 2 ;;
+  esac
+  shift
+done
+if ((quick)); then
+  MODE=quick
+  users="${users:-20}"
+  minutes="${minutes:-36}"
+else
+  MODE=full
+  users="${users:-5 20 50 150}"
+  minutes="${minutes:-240}"
+fi
+
+# ---- settings (printed with the results) --------------------------------------------------
+MINUTE_MS=1000 # one simulated minute of real time: Graph's 10 minutes are 10 s
+WINDOW_MS=$((10 * MINUTE_MS))
+PER_APP=14
+PER_TENANT=40
+FRESH_TTL=15s        # 15 simulated minutes, the gateway's default
+FRESH_MS=15000
+STALE_TTL=24m        # 24 simulated hours, the default
+MAX_RETRY_WAIT=200ms # 10 s scaled, about
+GATEWAY_FLAGS=(--graph-budget "$PER_APP/10s" --graph-tenant-budget "$PER_TENANT/10s"
+  --fresh-ttl "$FRESH_TTL" --stale-ttl "$STALE_TTL" --max-retry-wait "$MAX_RETRY_WAIT")
+
+step() { printf '\n=== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
+started_at=$SECONDS
+
+step "tools"
+if ! command -v curl >/dev/null; then
+  echo "installing from Debian: curl"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
+fi
+
+# ---- build --------------------------------------------------------------------------------
+step "cargo build --release (gateway, simulator, workday client)"
+build_started=$SECONDS
+cargo build --release --locked --bin skype-gateway --example simulator --example workday
+build_seconds=$((SECONDS - build_started))
+release="${CARGO_TARGET_DIR:-$repo/target}"
+[[ "$release" = /* ]] || release="$repo/$release"
+release="$release/release"
+
+# ---- processes ----------------------------------------------------------------------------
+FAIL_PREFIX=workday
+# shellcheck source=ci/lib.sh
+source ci/lib.sh
+declare -A pid_of=()
+
+stop() { # stop NAME: SIGTERM, then wait for it
+  local pid="${pid_of[$1]:-}"
+  [[ -n "$pid" ]] || return 0
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset "pid_of[$1]"
+}
+
+field() { # field KEY FILE: the value of a key=value line
+  awk -F= -v k="$1" '$1==k{print substr($0, length(k)+2); exit}' "$2"
+}
+json_number() { # json_number KEY FILE: a top-level number of a one-line JSON object
+  grep -o "\"$1\":[0-9]*" "$2" | head -n1 | cut -d: -f2
+}
+metric_sum() { # metric_sum FILE NAME MATCH: the sum of NAME's series whose labels contain MATCH
+  awk -v n="$2" -v m="$3" 'index($1, n "{")==1 && index($1, m) {s+=$2} END{printf "%d", s}' "$1"
+}
+calc() { awk "BEGIN{ printf \"%.${2:-2}f\", $1 }"; }
+
+rows=()
+new_rows=()
+failures=()
+for u in $users; do
+  step "workday: $u users, $minutes simulated minutes"
+  "$release/examples/simulator" --workers 1 --per-app "$PER_APP" --per-tenant "$PER_TENANT" \
+    --window-ms "$WINDOW_MS" >"$work/simulator-$u.log" 2>&1 &
+  pid_of[simulator]=$!
+  pids+=($!)
+  wait_for 30 "the simulator to print its origin" grep -q '^simulator origin' "$work/simulator-$u.log"
+  sim="$(awk '/^simulator origin/{print $3; exit}' "$work/simulator-$u.log")"
+
+  RUST_LOG='info,skype_gateway::access=warn' "$release/skype-gateway" --listen 127.0.0.1:0 \
+    --graph-base-url "$sim/v1.0" --download-allowlist "$sim" --shutdown-drain 0s \
+    --shutdown-timeout 5s "${GATEWAY_FLAGS[@]}" >"$work/gateway-$u.log" 2>&1 &
+  pid_of[gateway]=$!
+  pids+=($!)
+  wait_for 30 "the gateway to log its port" grep -q '(port [0-9]*)' "$work/gateway-$u.log"
+  gw="http://127.0.0.1:$(grep -o '(port [0-9]*)' "$work/gateway-$u.log" | head -n1 | tr -dc 0-9)"
+
+  result="$work/client-$u.txt"
+  timeout $((minutes * MINUTE_MS / 1000 + 120)) "$release/examples/workday" --gateway "$gw" \
+    --users "$u" --minute-ms "$MINUTE_MS" --minutes "$minutes" --fresh-ms "$FRESH_MS" \
+    --seed "$seed" --log "$work/requests-$u.tsv" >"$result" || fail "the workday client failed ($u users)"
+  cat "$result"
+  curl -sf "$sim/_simulator/stats" >"$work/stats-$u.json" || fail "no simulator stats"
+  curl -sf "$gw/metrics" >"$work/metrics-$u.txt" || fail "no gateway metrics"
+  stop gateway
+  stop simulator
+  if [[ -n "${WORKDAY_KEEP:-}" ]]; then cp "$work/requests-$u.tsv" "$work/gateway-$u.log" "$WORKDAY_KEEP/"; fi
+
+  calls=$(json_number reportCalls "$work/stats-$u.json")
+  throttled=$(json_number throttledCalls "$work/stats-$u.json")
+  gw_429=$(metric_sum "$work/metrics-$u.txt" skype_gateway_upstream_requests_total 'status="429"')
+  deferred_budget=$(metric_sum "$work/metrics-$u.txt" skype_gateway_upstream_deferred_total 'reason="budget"')
+  deferred_paused=$(metric_sum "$work/metrics-$u.txt" skype_gateway_upstream_deferred_total 'reason="paused"')
+  bad=$(field validated_not_200 "$result")
+  floor=$(field floor "$result")
+  ratio=$( ((floor > 0)) && calc "$calls/$floor" || echo -)
+  echo "simulator: $calls report calls, $throttled throttled; gateway: $gw_429 Graph 429s, deferred $deferred_budget budget + $deferred_paused paused"
+  ((throttled == 0)) || failures+=("$u users: Graph answered $throttled report calls 429")
+  ((bad == 0)) || failures+=("$u users: $bad requests of validated tokens were not 200 ($(field validated_not_200_examples "$result"))")
+
+  rows+=("$(printf '| %s | %s | %s | **%s** | **%s** | **%s** | %s + %s = %s | **%s** | %s |' \
+    "$u" "$(field requests "$result")" "$(field answers "$result" | sed 's/,/, /g; s/_/ /g')" \
+    "$calls" "$throttled" "$bad" "$(field floor_tokens "$result")" \
+    "$(field floor_revalidations "$result")" "$floor" "$ratio" "$deferred_budget")")
+  new_rows+=("$(printf '| %s | %s | %s | %s | %s s | %s ms (max %s) | %s | %s |' \
+    "$u" "$(field new_tokens "$result")" "$(field new_token_first_answers "$result" | sed 's/,/, /g; s/_/ /g')" \
+    "$(field new_token_429 "$result")" "$(field new_token_429_median_retry_after_s "$result")" \
+    "$(field new_token_429_median_wait_to_200_ms "$result")" \
+    "$(field new_token_429_max_wait_to_200_ms "$result")" "$(field new_token_never_200 "$result")" \
+    "$(field skipped_minutes "$result")")")
+done
+
+# ---- results ------------------------------------------------------------------------------
+step "results"
+{
+  echo "### skype-gateway workday, $MODE mode, $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo
+  echo "Machine: $(nproc) CPUs, $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo), $(awk '/^MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)."
+  echo "One tenant, one app; $minutes simulated minutes of ${MINUTE_MS} ms; seed $seed. Simulator: --per-app $PER_APP --per-tenant $PER_TENANT --window-ms $WINDOW_MS."
+  echo "Gateway: ${GATEWAY_FLAGS[*]} (reserve 4, the default)."
+  echo
+  echo "| users | requests | answers | Graph report calls | Graph 429s | validated tokens not 200 | floor (tokens + revalidations) | calls / floor | calls deferred (budget) |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+  echo
+  echo "What a token's first request met:"
+  echo
+  echo "| users | new tokens | first answer | 429 | median Retry-After | median wait to a 200 | never 200 | minutes not asked (waiting) |"
+  echo "|---|---|---|---|---|---|---|---|"
+  printf '%s\n' "${new_rows[@]}"
+  echo
+  echo "Release build ${build_seconds}s; whole run $((SECONDS - started_at))s."
+} >"$work/results.md"
+mkdir -p "$(dirname "$out")"
+cp "$work/results.md" "$out"
+cat "$out"
+echo
+echo "(written to $out)"
+
+if ((${#failures[@]})); then
+  printf 'workday FAILED: %s\n' "${failures[@]}" >&2
+  exit 1
+fi
+echo "workday: no Graph 429, every validated token answered 200"
