@@ -151,8 +151,9 @@ struct Books {
 enum Room {
     /// This many more calls.
     Left(u32),
-    /// None until calls Graph has not judged yet are answered.
-    Provisional,
+    /// None until calls Graph has not judged yet are answered, or, should they all count, until
+    /// the oldest call leaves, in this long.
+    Provisional(Duration),
     /// None until the oldest counted call leaves, in this long.
     Full(Duration),
 }
@@ -179,11 +180,13 @@ impl Books {
         if used < rate.calls {
             return Room::Left(rate.calls - used);
         }
-        match self.starts.iter().find(|s| !s.provisional) {
-            Some(oldest) if self.starts.iter().all(|s| !s.provisional) => {
-                Room::Full((oldest.at + rate.hold()).saturating_duration_since(now))
-            }
-            _ => Room::Provisional,
+        let frees_in = self.starts.front().map_or(Duration::ZERO, |oldest| {
+            (oldest.at + rate.hold()).saturating_duration_since(now)
+        });
+        if self.starts.iter().any(|s| s.provisional) {
+            Room::Provisional(frees_in)
+        } else {
+            Room::Full(frees_in)
         }
     }
 }
@@ -264,7 +267,11 @@ impl Budget {
                     longer(Duration::ZERO, Duration::ZERO);
                 }
                 Room::Left(_) => {}
-                Room::Provisional => longer(PROVISIONAL_POLL, Duration::from_secs(1)),
+                // Look again soon (a refusal frees a place at once), and tell a caller the wait
+                // should every call count.
+                Room::Provisional(frees_in) => {
+                    longer(PROVISIONAL_POLL.min(frees_in), frees_in.min(rate.per));
+                }
                 Room::Full(wait) => longer(wait, wait.min(rate.per)),
             }
         }
@@ -595,7 +602,11 @@ mod tests {
             .take(&key("contoso", "app"), Required, true, t0)
             .unwrap_err();
         assert_eq!((waiting.reason, waiting.wait), (OVER, PROVISIONAL_POLL));
-        assert_eq!(waiting.retry_after, Duration::from_secs(1));
+        assert_eq!(
+            waiting.retry_after,
+            10 * MINUTE,
+            "should they all count, the window frees in ten minutes"
+        );
 
         let mut forged = forged.into_iter();
         budget.give_back(forged.next().unwrap());

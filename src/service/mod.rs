@@ -453,6 +453,8 @@ impl ReportService {
     ) -> Option<(Attempt, Instant)> {
         let key = &waits.job.budget_key;
         let mut retries = 0;
+        // What this call has spent waiting for the budget, at most --max-retry-wait in all.
+        let mut waited = Duration::ZERO;
         loop {
             let permit = match self.admit(waits, &mut early).await? {
                 Ok(permit) => permit,
@@ -477,9 +479,10 @@ impl ReportService {
                     let wait = deferral.wait;
                     if need == Need::Required
                         && !wait.is_zero()
-                        && wait <= self.settings.retry.max_wait
+                        && waited + wait <= self.settings.retry.max_wait
                         && self.in_time(wait, &call)
                     {
+                        waited += wait;
                         waits.sleep(wait).await?;
                         continue;
                     }

@@ -404,3 +404,36 @@ async fn forged_tokens_meet_graphs_401_even_when_graph_would_throttle_the_app() 
         200
     );
 }
+
+#[actix_web::test]
+async fn waiting_for_unjudged_calls_stops_at_max_retry_wait() {
+    let sim = graph_simulator::Simulator::start_with(graph_simulator::SimulatorConfig {
+        report_latency: Duration::from_millis(1500),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let app = crate::helpers::spawn_app_against(sim, |c| {
+        budget(3, 10)(c);
+        c.max_retry_wait = Duration::from_millis(200);
+    })
+    .await;
+    let forged: Vec<_> = (0..3).map(|_| app_token("contoso", APP)).collect();
+    for token in &forged {
+        app.sim.reject_token(token);
+    }
+
+    let flood = join_all(forged.iter().map(|t| app.report("D7", t)));
+    let late = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let asked = std::time::Instant::now();
+        let answer = app.report("D7", &app_token("contoso", APP)).await;
+        (answer, asked.elapsed())
+    };
+    let (_, (answer, waited)) = futures_util::join!(flood, late);
+
+    // Graph takes 1.5 s to refuse them: longer than the caller may wait in all.
+    assert_eq!(answer.status, 429);
+    assert!(waited < Duration::from_millis(1000), "{waited:?}");
+    assert!((1..=10).contains(&retry_after(&answer)));
+}
