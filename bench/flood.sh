@@ -254,14 +254,5 @@ step "results"
   echo
   echo "Release build ${build_seconds}s; whole run $((SECONDS - started_at))s."
 } >"$work/results.md"
-mkdir -p "$(dirname "$out")"
-cp "$work/results.md" "$out"
-cat "$out"
-echo
-echo "(written to $out)"
-
-if ((${#failures[@]})); then
-  printf 'flood FAILED: %s\n' "${failures[@]}" >&2
-  exit 1
-fi
+publish_results flood
 echo "flood: Graph's concurrency cap and the memory bound held"

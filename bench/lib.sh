@@ -52,3 +52,17 @@ mib() { calc "$1/1048576" "${2:-1}"; }
 machine() {
   echo "$(nproc) CPUs, $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo), $(awk '/^MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)"
 }
+
+# publish_results NAME: copies $work/results.md to $out and prints it; exits 1, naming each of
+# $failures, when there are any.
+publish_results() {
+  mkdir -p "$(dirname "$out")"
+  cp "$work/results.md" "$out"
+  cat "$out"
+  echo
+  echo "(written to $out)"
+  if ((${#failures[@]})); then
+    printf '%s FAILED: %s\n' "$1" "${failures[@]}" >&2
+    exit 1
+  fi
+}

@@ -305,14 +305,5 @@ step "results"
   echo
   echo "Hit path valid (every answer 200 HIT): $hit_valid. Release build ${build_seconds}s; whole run $((SECONDS - started_at))s."
 } >"$work/results.md"
-mkdir -p "$(dirname "$out")"
-cp "$work/results.md" "$out"
-cat "$out"
-echo
-echo "(written to $out)"
-
-if ((${#failures[@]})); then
-  printf 'bench FAILED: %s\n' "${failures[@]}" >&2
-  exit 1
-fi
+publish_results bench
 echo "bench: coalescing and memory bounds hold"

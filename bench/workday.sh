@@ -86,6 +86,8 @@ release="$release/release"
 FAIL_PREFIX=workday
 # shellcheck source=ci/lib.sh
 source ci/lib.sh
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 declare -A pid_of=()
 
 stop() { # stop NAME: SIGTERM, then wait for it
@@ -183,14 +185,5 @@ step "results"
   echo
   echo "Release build ${build_seconds}s; whole run $((SECONDS - started_at))s."
 } >"$work/results.md"
-mkdir -p "$(dirname "$out")"
-cp "$work/results.md" "$out"
-cat "$out"
-echo
-echo "(written to $out)"
-
-if ((${#failures[@]})); then
-  printf 'workday FAILED: %s\n' "${failures[@]}" >&2
-  exit 1
-fi
+publish_results workday
 echo "workday: no Graph 429, every validated token answered 200"
