@@ -6,7 +6,7 @@ use futures_util::future::join_all;
 use graph_simulator::Fault;
 use skype_gateway::{config::Config, service::Rate};
 
-use crate::helpers::{Answer, app_token, metric_value, spawn_app_with};
+use crate::helpers::{Answer, TestApp, app_token, metric_value, spawn_app_with};
 
 const APP: &str = "1fec8e78-bce4-4aaf-ab1b-5451cc387264";
 const OTHER_APP: &str = "5e3ce6c0-2b1f-4285-8d4b-75ee78787346";
@@ -20,6 +20,32 @@ fn budget(calls: u32, secs: u64) -> impl FnOnce(&mut Config) {
         c.graph_budget_reserve = 0;
         c.max_retries = 0;
     }
+}
+
+/// `skype_gateway_upstream_deferred_total{reason}`: calls not made for that reason.
+async fn deferred(app: &TestApp, reason: &str) -> f64 {
+    let series = format!(r#"skype_gateway_upstream_deferred_total{{reason="{reason}"}}"#);
+    metric_value(&app.metrics().await, &series)
+}
+
+/// A gateway against a simulator that takes `latency` to answer each report call.
+async fn spawn_with_graph_latency(latency: Duration, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let sim = graph_simulator::Simulator::start_with(graph_simulator::SimulatorConfig {
+        report_latency: latency,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    crate::helpers::spawn_app_against(sim, adjust).await
+}
+
+/// `count` tokens of (contoso, APP) that Graph refuses.
+fn forged_tokens(app: &TestApp, count: usize) -> Vec<String> {
+    let forged: Vec<_> = (0..count).map(|_| app_token("contoso", APP)).collect();
+    for token in &forged {
+        app.sim.reject_token(token);
+    }
+    forged
 }
 
 fn retry_after(answer: &Answer) -> u64 {
@@ -45,14 +71,7 @@ async fn a_burst_of_new_tokens_makes_no_more_calls_than_the_budget() {
         assert_eq!(answer.error_code(), "throttled");
         assert!((1..=10).contains(&retry_after(answer)));
     }
-    let metrics = app.metrics().await;
-    assert_eq!(
-        metric_value(
-            &metrics,
-            r#"skype_gateway_upstream_deferred_total{reason="budget"}"#
-        ),
-        7.0
-    );
+    assert_eq!(deferred(&app, "budget").await, 7.0);
     // Another app of the tenant, and another tenant, have budgets of their own.
     assert_eq!(
         app.report("D7", &app_token("contoso", OTHER_APP))
@@ -143,14 +162,7 @@ async fn after_graphs_429_the_app_waits_and_known_users_get_stale() {
         app.report("D7", &app_token("fabrikam", APP)).await.status,
         200
     );
-    let metrics = app.metrics().await;
-    assert_eq!(
-        metric_value(
-            &metrics,
-            r#"skype_gateway_upstream_deferred_total{reason="paused"}"#
-        ),
-        3.0
-    );
+    assert_eq!(deferred(&app, "paused").await, 3.0);
 
     // Calls resume once the pause is over.
     tokio::time::sleep(Duration::from_millis(2000)).await;
@@ -335,17 +347,8 @@ async fn graphs_429_without_retry_after_is_answered_with_the_pause_it_starts() {
 
 #[actix_web::test]
 async fn forged_tokens_in_flight_make_a_genuine_one_wait_not_fail() {
-    let sim = graph_simulator::Simulator::start_with(graph_simulator::SimulatorConfig {
-        report_latency: Duration::from_millis(300),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let app = crate::helpers::spawn_app_against(sim, budget(3, 10)).await;
-    let forged: Vec<_> = (0..3).map(|_| app_token("contoso", APP)).collect();
-    for token in &forged {
-        app.sim.reject_token(token);
-    }
+    let app = spawn_with_graph_latency(Duration::from_millis(300), budget(3, 10)).await;
+    let forged = forged_tokens(&app, 3);
     let genuine = app_token("contoso", APP);
 
     // The forged calls fill the window while Graph takes 300 ms to refuse them.
@@ -388,14 +391,7 @@ async fn forged_tokens_meet_graphs_401_even_when_graph_would_throttle_the_app() 
 
     // Graph checks a token before it throttles: nothing was paused, nothing throttled.
     assert_eq!(app.sim.throttled_calls(), 0);
-    let metrics = app.metrics().await;
-    assert_eq!(
-        metric_value(
-            &metrics,
-            r#"skype_gateway_upstream_deferred_total{reason="paused"}"#
-        ),
-        0.0
-    );
+    assert_eq!(deferred(&app, "paused").await, 0.0);
     // Another app of the tenant still calls.
     assert_eq!(
         app.report("D7", &app_token("contoso", OTHER_APP))
@@ -407,21 +403,12 @@ async fn forged_tokens_meet_graphs_401_even_when_graph_would_throttle_the_app() 
 
 #[actix_web::test]
 async fn waiting_for_unjudged_calls_stops_at_max_retry_wait() {
-    let sim = graph_simulator::Simulator::start_with(graph_simulator::SimulatorConfig {
-        report_latency: Duration::from_millis(1500),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let app = crate::helpers::spawn_app_against(sim, |c| {
+    let app = spawn_with_graph_latency(Duration::from_millis(1500), |c| {
         budget(3, 10)(c);
         c.max_retry_wait = Duration::from_millis(200);
     })
     .await;
-    let forged: Vec<_> = (0..3).map(|_| app_token("contoso", APP)).collect();
-    for token in &forged {
-        app.sim.reject_token(token);
-    }
+    let forged = forged_tokens(&app, 3);
 
     let flood = join_all(forged.iter().map(|t| app.report("D7", t)));
     let late = async {
