@@ -13,14 +13,24 @@
 //! waits, so the deadline is checked there: a read past it ends the stream, after a JSON 408
 //! with an `X-Request-Id` for a request that was under way. actix-http's own head timer is
 //! off, so that its bare 408 (no body, no id) is never the answer.
+//!
+//! Each worker's [`Connections`] holds its share of `--max-connections`. At the cap, a new
+//! connection takes the place of the one that has waited longest for a request (idle between
+//! requests, or still receiving a head), as nginx reuses its connections: that one costs its
+//! client least to lose, and the slow clients of an attack wait the longest. A connection whose
+//! request is in the service, or whose answer is still being written, is never closed for
+//! another. Accepting goes on, so new connections never pile up in the kernel's listen queue
+//! (where its overflow drops their SYNs, and the client tries again a second later) while slow
+//! clients hold every place.
 
 use std::{
-    cell::Cell,
+    cell::{Cell, RefCell},
+    collections::BTreeMap,
     future::Future,
     io,
     pin::Pin,
     rc::Rc,
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
     time::Duration,
 };
 
@@ -33,6 +43,7 @@ use actix_web::{
 
 use crate::error::ApiError;
 use log::debug;
+use prometheus::IntCounter;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     time::{Instant, Sleep},
@@ -68,6 +79,25 @@ struct State {
     /// is taken for a hang-up, as nginx does: HTTP clients do not half-close to wait.
     gone: Cell<bool>,
     hung_up: tokio::sync::Notify,
+    /// The last write did not finish: an answer is still on its way, so no 408 may cut in and
+    /// the connection is not closed for another.
+    write_blocked: Cell<bool>,
+    /// Its key in [`Connections`]' waiting ones, while it is there (not serving).
+    waiting: Cell<Option<u64>>,
+    /// Closed for a new connection: its stream ends at the next read.
+    evicted: Cell<bool>,
+    /// The connection's task, as of its last read that had to wait, to wake it when evicted.
+    reader: RefCell<Option<Waker>>,
+    connections: Rc<Connections>,
+}
+
+impl State {
+    /// Leaves the waiting connections: a request is in the service.
+    fn stop_waiting(&self) {
+        if let Some(key) = self.waiting.take() {
+            self.connections.waiting.borrow_mut().remove(&key);
+        }
+    }
 }
 
 /// The connection's side of the state [`track`] updates, stored in the connection's data.
@@ -81,25 +111,30 @@ pub struct Deadlined<T> {
     deadlines: ClientDeadlines,
     timer: Pin<Box<Sleep>>,
     timed_out: bool,
-    /// The last write did not finish: an answer is still on its way, so no 408 may cut in.
-    write_blocked: bool,
 }
 
 impl<T> Deadlined<T> {
-    pub fn new(io: T, deadlines: ClientDeadlines) -> Self {
+    /// `io`, holding the place [`Connections::admit`] gave it.
+    pub fn new(io: T, deadlines: ClientDeadlines, connections: Rc<Connections>) -> Self {
         let now = Instant::now();
+        let state = Rc::new(State {
+            phase: Cell::new(Phase::Receiving(now)),
+            read_while_serving: Cell::new(false),
+            gone: Cell::new(false),
+            hung_up: tokio::sync::Notify::new(),
+            write_blocked: Cell::new(false),
+            waiting: Cell::new(None),
+            evicted: Cell::new(false),
+            reader: RefCell::new(None),
+            connections,
+        });
+        state.connections.start_waiting(&state);
         Deadlined {
             io,
-            state: Rc::new(State {
-                phase: Cell::new(Phase::Receiving(now)),
-                read_while_serving: Cell::new(false),
-                gone: Cell::new(false),
-                hung_up: tokio::sync::Notify::new(),
-            }),
+            state,
             deadlines,
             timer: Box::pin(tokio::time::sleep_until(now + deadlines.request)),
             timed_out: false,
-            write_blocked: false,
         }
     }
 
@@ -158,7 +193,8 @@ impl<T: AsyncWrite + Unpin> Deadlined<T> {
     /// Ends the stream; a request under way is told why first, if the socket takes it at once.
     fn time_out(&mut self, cx: &mut Context<'_>) {
         self.timed_out = true;
-        if !matches!(self.state.phase.get(), Phase::Receiving(_)) || self.write_blocked {
+        if !matches!(self.state.phase.get(), Phase::Receiving(_)) || self.state.write_blocked.get()
+        {
             return;
         }
         let request_id = uuid::Uuid::new_v4();
@@ -192,7 +228,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlined<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.timed_out {
+        if this.timed_out || this.state.evicted.get() {
             return Poll::Ready(Ok(()));
         }
         if this.expired(cx) {
@@ -206,9 +242,25 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Deadlined<T> {
             Poll::Ready(Ok(())) if buf.filled().len() > before => this.received_bytes(),
             Poll::Ready(Ok(())) if room > 0 => this.hung_up(),
             Poll::Ready(Err(_)) => this.hung_up(),
-            _ => {}
+            Poll::Ready(Ok(())) => {}
+            // A connection that may be evicted is woken through this; the same task polls it
+            // every time, so the waker is cloned once.
+            Poll::Pending if this.state.waiting.get().is_some() => {
+                let mut reader = this.state.reader.borrow_mut();
+                if !reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *reader = Some(cx.waker().clone());
+                }
+            }
+            Poll::Pending => {}
         }
         read
+    }
+}
+
+impl<T> Drop for Deadlined<T> {
+    fn drop(&mut self) {
+        self.state.stop_waiting();
+        self.state.connections.closed();
     }
 }
 
@@ -223,7 +275,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Deadlined<T> {
         // would wake the connection when it passes.
         self.expired(cx);
         let written = Pin::new(&mut self.io).poll_write(cx, buf);
-        self.write_blocked = written.is_pending();
+        self.state.write_blocked.set(written.is_pending());
         written
     }
 
@@ -234,7 +286,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Deadlined<T> {
     ) -> Poll<io::Result<usize>> {
         self.expired(cx);
         let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        self.write_blocked = written.is_pending();
+        self.state.write_blocked.set(written.is_pending());
         written
     }
 
@@ -255,24 +307,48 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Deadlined<T> {
 /// twentieth of the limit, and at least this many.
 const RESERVED_DESCRIPTORS: usize = 256;
 
+/// How many connections a process holds, in total across its workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections held at once: at this many, a new one takes the place of the one that has
+    /// waited longest for a request.
+    pub held: usize,
+    /// Sockets open at once: those held, those being closed for a new one, and new ones waiting
+    /// for a place while every connection held is being served. Beyond it, accepting pauses and
+    /// new connections wait in the listen backlog.
+    pub accepted: usize,
+}
+
 /// `--max-connections`, lowered to what the process' open-files limit allows. A connection
-/// takes a descriptor, and a gateway out of them accepts nothing at all, its probes included:
-/// at the cap, new connections wait in the listen backlog instead.
-pub fn within_open_files(max_connections: usize) -> usize {
-    match open_files_limit() {
-        Some(limit) => {
-            let usable = limit
-                .saturating_sub(RESERVED_DESCRIPTORS.max(limit / 20))
-                .max(1);
-            if usable < max_connections {
-                log::warn!(
-                    "--max-connections {max_connections} is more than the open-files limit ({limit}) \
-                     allows; holding at most {usable} client connections"
-                );
-            }
-            max_connections.min(usable)
-        }
-        None => max_connections,
+/// takes a descriptor, and a gateway out of them accepts nothing at all, its probes included.
+pub fn within_open_files(max_connections: usize) -> ConnectionLimits {
+    limits(max_connections, open_files_limit())
+}
+
+fn limits(max_connections: usize, open_files: Option<usize>) -> ConnectionLimits {
+    // A thirty-second more sockets than connections held, and at least 8: enough for the
+    // places changing hands in one turn of a worker under a flood of new connections.
+    let spare = |held: usize| (held / 32).max(8);
+    let Some(limit) = open_files else {
+        return ConnectionLimits {
+            held: max_connections,
+            accepted: max_connections.saturating_add(spare(max_connections)),
+        };
+    };
+    let usable = limit
+        .saturating_sub(RESERVED_DESCRIPTORS.max(limit / 20))
+        .max(1);
+    let room = (usable - usable / 33).max(1);
+    if room < max_connections {
+        log::warn!(
+            "--max-connections {max_connections} is more than the open-files limit ({limit}) \
+             allows; holding at most {room} client connections"
+        );
+    }
+    let held = max_connections.min(room);
+    ConnectionLimits {
+        held,
+        accepted: (held + spare(held)).min(usable).max(held),
     }
 }
 
@@ -290,6 +366,126 @@ fn parse_open_files_limit(limits: &str) -> Option<usize> {
         .next()?
         .parse()
         .ok()
+}
+
+/// One worker's client connections: how many are open, and those waiting for a request (idle,
+/// or receiving one), oldest first, to close one when a new connection needs its place.
+pub struct Connections {
+    /// This worker's share of [`ConnectionLimits::held`].
+    capacity: usize,
+    open: Cell<usize>,
+    /// Keys grow with each entry, so the first is the connection that has waited longest.
+    waiting: RefCell<BTreeMap<u64, Rc<State>>>,
+    next_key: Cell<u64>,
+    /// New connections waiting for a place; only then is a place freed announced.
+    queued: Cell<usize>,
+    freed: tokio::sync::Notify,
+    evicted: IntCounter,
+}
+
+impl std::fmt::Debug for Connections {
+    // Not derived: the waiting connections' state points back here.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connections")
+            .field("capacity", &self.capacity)
+            .field("open", &self.open.get())
+            .field("waiting", &self.waiting.borrow().len())
+            .finish()
+    }
+}
+
+impl Connections {
+    /// `evicted` counts the connections closed for a new one.
+    pub fn new(capacity: usize, evicted: IntCounter) -> Rc<Connections> {
+        Rc::new(Connections {
+            capacity: capacity.max(1),
+            open: Cell::new(0),
+            waiting: RefCell::new(BTreeMap::new()),
+            next_key: Cell::new(0),
+            queued: Cell::new(0),
+            freed: tokio::sync::Notify::new(),
+            evicted,
+        })
+    }
+
+    /// A place for a new connection, which [`Deadlined::new`] then holds: a free one, or that
+    /// of the connection that has waited longest for a request, which is closed. While every
+    /// connection is being served, the new one waits until one is answered or closes.
+    pub async fn admit(self: &Rc<Self>) {
+        loop {
+            if self.open.get() < self.capacity || self.evict_longest_waiting() {
+                self.open.set(self.open.get() + 1);
+                return;
+            }
+            let _queued = Queued::join(self);
+            // A worker is one thread: no place can free between the check and this wait.
+            self.freed.notified().await;
+        }
+    }
+
+    /// Ends the stream of the connection waiting longest whose answer is not still on its
+    /// way; it closes, and its place frees, when its task next runs.
+    fn evict_longest_waiting(&self) -> bool {
+        let mut waiting = self.waiting.borrow_mut();
+        let Some(key) = waiting
+            .iter()
+            .find(|(_, state)| !state.write_blocked.get())
+            .map(|(key, _)| *key)
+        else {
+            return false;
+        };
+        let state = waiting.remove(&key).expect("just found");
+        drop(waiting);
+        state.waiting.set(None);
+        state.evicted.set(true);
+        if let Some(reader) = state.reader.borrow_mut().take() {
+            reader.wake();
+        }
+        self.evicted.inc();
+        debug!(
+            "connection closed for a new one: at the cap of {}",
+            self.capacity
+        );
+        true
+    }
+
+    fn start_waiting(&self, state: &Rc<State>) {
+        if state.evicted.get() {
+            return;
+        }
+        let key = self.next_key.get();
+        self.next_key.set(key + 1);
+        self.waiting.borrow_mut().insert(key, Rc::clone(state));
+        state.waiting.set(Some(key));
+        self.announce_freed();
+    }
+
+    fn closed(&self) {
+        self.open.set(self.open.get() - 1);
+        self.announce_freed();
+    }
+
+    fn announce_freed(&self) {
+        if self.queued.get() > 0 {
+            self.freed.notify_one();
+        }
+    }
+}
+
+/// A new connection waiting for a place; dropped when it looks again, or goes.
+struct Queued<'a>(&'a Connections);
+
+impl<'a> Queued<'a> {
+    fn join(connections: &'a Connections) -> Queued<'a> {
+        connections.queued.set(connections.queued.get() + 1);
+        Queued(connections)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.queued.set(self.0.queued.get() - 1);
+    }
 }
 
 /// Resolves when the client of `req` hangs up before its answer; never, for a request whose
@@ -331,6 +527,7 @@ impl Serving {
     fn begin(tracker: &Tracker) -> Serving {
         tracker.0.phase.set(Phase::Serving);
         tracker.0.read_while_serving.set(false);
+        tracker.0.stop_waiting();
         Serving(Rc::clone(&tracker.0))
     }
 }
@@ -344,6 +541,7 @@ impl Drop for Serving {
         } else {
             Phase::Idle(now)
         });
+        self.0.connections.start_waiting(&self.0);
     }
 }
 
@@ -366,9 +564,36 @@ mod tests {
     #[test]
     fn connections_stay_below_the_open_files_limit() {
         let limit = open_files_limit().expect("Linux reports the limit");
-        let held = within_open_files(usize::MAX);
-        assert!(held < limit, "{held} of {limit}");
-        assert!(held >= limit - limit / 20 - RESERVED_DESCRIPTORS);
-        assert_eq!(within_open_files(8), 8);
+        let ConnectionLimits { held, accepted } = within_open_files(usize::MAX);
+        assert!(held < accepted, "{held} held, {accepted} accepted");
+        assert!(accepted <= limit - limit / 20, "{accepted} of {limit}");
+        assert!(held >= (limit - limit / 20 - RESERVED_DESCRIPTORS) * 31 / 32);
+        assert_eq!(within_open_files(8).held, 8);
+    }
+
+    #[test]
+    fn a_few_more_sockets_than_connections_are_accepted() {
+        assert_eq!(
+            limits(4, Some(20_000)),
+            ConnectionLimits {
+                held: 4,
+                accepted: 12
+            }
+        );
+        // 19,000 usable: 18,425 held and 575 more accepted.
+        assert_eq!(
+            limits(25_000, Some(20_000)),
+            ConnectionLimits {
+                held: 18_425,
+                accepted: 19_000
+            }
+        );
+        assert_eq!(
+            limits(100, None),
+            ConnectionLimits {
+                held: 100,
+                accepted: 108
+            }
+        );
     }
 }

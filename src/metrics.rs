@@ -50,6 +50,9 @@ pub struct Metrics {
     pub cache_entries: IntGauge,
     /// Weighted size of the report cache in bytes, at scrape time.
     pub cache_bytes: IntGauge,
+    /// Client connections closed, while waiting for a request, to make room for a new one at
+    /// `--max-connections`.
+    pub connections_evicted: IntCounter,
 }
 
 impl Metrics {
@@ -123,6 +126,11 @@ impl Metrics {
                 "Weighted size of the report cache in bytes.",
             )
             .expect("valid metric"),
+            connections_evicted: IntCounter::new(
+                "skype_gateway_connections_evicted_total",
+                "Client connections waiting for a request closed to make room for a new one.",
+            )
+            .expect("valid metric"),
             registry,
         };
         metrics.register_all();
@@ -134,7 +142,7 @@ impl Metrics {
         for reason in DEFER_REASONS {
             self.upstream_deferred.with_label_values(&[reason]);
         }
-        let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
             Box::new(self.http_requests.clone()),
             Box::new(self.http_request_duration.clone()),
             Box::new(self.cache_lookups.clone()),
@@ -144,6 +152,7 @@ impl Metrics {
             Box::new(self.upstream_deferred.clone()),
             Box::new(self.cache_entries.clone()),
             Box::new(self.cache_bytes.clone()),
+            Box::new(self.connections_evicted.clone()),
         ];
         for c in collectors {
             self.registry.register(c).expect("metric names are unique");

@@ -1,7 +1,7 @@
 //! `Application`: binds the listener, wires the caches, the Graph client and the routes into
 //! an actix-web server, and runs it until a signal asks for a graceful shutdown.
 
-use std::{net::TcpListener, sync::Arc, time::Duration};
+use std::{net::TcpListener, rc::Rc, sync::Arc, time::Duration};
 
 use actix_http::{HttpService, Protocol};
 use actix_server::Server;
@@ -83,6 +83,7 @@ impl Application {
         let readiness = Readiness::new();
         let readiness_data = web::Data::new(readiness.clone());
         let metrics_data = web::Data::from(Arc::clone(&metrics));
+        let evicted = metrics.connections_evicted.clone();
 
         let app = move || {
             // awc's client is per worker (not Send); the service (with its admission point and
@@ -106,11 +107,14 @@ impl Application {
             keep_alive: config.keep_alive,
         };
         let workers = config.workers.map_or_else(default_workers, |w| w.get());
-        let max_connections = connection::within_open_files(config.max_connections);
+        let limits = connection::within_open_files(config.max_connections);
+        let held_per_worker = limits.held.div_ceil(workers);
         let mut builder = Server::build()
             .workers(workers)
-            // actix counts per worker; the flag is a total.
-            .max_concurrent_connections(max_connections.div_ceil(workers))
+            // actix counts per worker; the flag is a total. Past the connections held, the
+            // workers' own `Connections` make room, so actix pauses accepting only when
+            // the sockets beyond them run out too.
+            .max_concurrent_connections((limits.accepted / workers).max(held_per_worker + 1))
             // Signals are ours: readiness must turn 503 and traffic drain before the server stops.
             .disable_signals()
             .shutdown_timeout(config.shutdown_timeout.as_secs());
@@ -118,6 +122,8 @@ impl Application {
         let local_addr = listener.local_addr()?;
         builder = builder.listen("skype-gateway", listener, move || {
             let shutdown = shutdown.clone();
+            // Called on each worker's thread: the connections are that worker's.
+            let connections = connection::Connections::new(held_per_worker, evicted.clone());
             let http = HttpService::build()
                 // Also enforced by `Deadlined`, which covers what this does not (see there).
                 .keep_alive(deadlines.keep_alive)
@@ -141,8 +147,13 @@ impl Application {
                     |_| AppConfig::default(),
                 ));
             fn_service(move |io: actix_web::rt::net::TcpStream| {
-                let peer = io.peer_addr().ok();
-                std::future::ready(Ok((Deadlined::new(io, deadlines), Protocol::Http1, peer)))
+                let connections = Rc::clone(&connections);
+                async move {
+                    let peer = io.peer_addr().ok();
+                    connections.admit().await;
+                    let io = Deadlined::new(io, deadlines, connections);
+                    Ok::<_, actix_http::error::DispatchError>((io, Protocol::Http1, peer))
+                }
             })
             .and_then(http)
         })?;

@@ -229,26 +229,148 @@ async fn a_chunked_body_that_never_ends_is_answered_and_then_cut() {
     );
 }
 
+/// A connection that has sent the start of a request head and nothing more.
+async fn half_a_head(app: &TestApp) -> RawClient {
+    let mut client = RawClient::connect(app).await;
+    client
+        .send(b"GET /livez HTTP/1.1\r\nX-Slow: ")
+        .await
+        .unwrap();
+    // Accepted in this order: the gateway orders its connections by when they began waiting.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    client
+}
+
+/// A report request for `tenant` on a new connection, sent while Graph takes `delay` to answer.
+async fn served_slowly(app: &TestApp, tenant: &str, delay: Duration) -> RawClient {
+    app.sim.fail_next(1, graph_simulator::Fault::Delay(delay));
+    let mut client = RawClient::connect(app).await;
+    let auth = format!("Authorization: Bearer {}", token_of(tenant));
+    client.get("/skype/activity-counts/D7", &[&auth]).await;
+    // In the service (waiting on Graph) before anything else happens.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    client
+}
+
+/// Deadlines that never pass during a test: what is closed, is closed for another connection.
+fn long_deadlines(config: &mut Config) {
+    config.client_timeout = Duration::from_secs(30);
+    config.keep_alive = Duration::from_secs(30);
+}
+
 #[actix_web::test]
-async fn beyond_max_connections_a_new_connection_waits_until_a_slot_frees() {
-    let app = spawn_app_with(|c| c.max_connections = 8).await;
-    let mut held = Vec::new();
-    for _ in 0..8 {
-        let client = RawClient::kept_alive(&app).await;
-        held.push(client);
+async fn at_max_connections_a_new_connection_takes_the_place_of_the_one_waiting_longest() {
+    let app = spawn_app_with(|c| {
+        long_deadlines(c);
+        c.max_connections = 4;
+    })
+    .await;
+    let auth = format!("Authorization: Bearer {}", token_of("contoso"));
+    let mut warm = RawClient::connect(&app).await;
+    warm.get("/skype/activity-counts/D7", &[&auth]).await;
+    assert_eq!(
+        warm.answer(Duration::from_secs(5)).await.unwrap().status,
+        200
+    );
+    // Closed by the client, so the four below are all the gateway holds.
+    drop(warm);
+    let mut slow = Vec::new();
+    for _ in 0..4 {
+        slow.push(half_a_head(&app).await);
     }
 
-    // The kernel completes the handshake (the listen backlog); the gateway does not accept it.
+    let mut ready = RawClient::connect(&app).await;
+    ready.get("/readyz", &[]).await;
+    let answer = ready.answer(Duration::from_secs(1)).await;
+    assert_eq!(answer.expect("/readyz answered at once").status, 200);
+    assert!(
+        slow[0].closed_within(Duration::from_secs(1)).await,
+        "the connection waiting longest was not closed"
+    );
+
+    let mut report = RawClient::connect(&app).await;
+    report.get("/skype/activity-counts/D7", &[&auth]).await;
+    let answer = report
+        .answer(Duration::from_secs(1))
+        .await
+        .expect("report answered at once");
+    assert_eq!(
+        (answer.status, answer.header("x-cache-status")),
+        (200, Some("HIT"))
+    );
+    assert!(slow[1].closed_within(Duration::from_secs(1)).await);
+
+    for (n, client) in slow.iter_mut().enumerate().skip(2) {
+        assert!(
+            !client.closed_within(Duration::from_millis(200)).await,
+            "slow connection {n} was closed too"
+        );
+    }
+    ready.get("/metrics", &[]).await;
+    let metrics = ready.answer(Duration::from_secs(5)).await.expect("metrics");
+    let metrics = String::from_utf8(metrics.body).unwrap();
+    assert_eq!(
+        crate::helpers::metric_value(&metrics, "skype_gateway_connections_evicted_total"),
+        2.0
+    );
+}
+
+#[actix_web::test]
+async fn a_connection_being_served_is_never_closed_for_a_new_one() {
+    let app = spawn_app_with(|c| {
+        long_deadlines(c);
+        c.max_connections = 4;
+    })
+    .await;
+    // The oldest connection, but not waiting: its request is in the service.
+    let mut served = served_slowly(&app, "contoso", Duration::from_millis(800)).await;
+    let mut slow = Vec::new();
+    for _ in 0..3 {
+        slow.push(half_a_head(&app).await);
+    }
+
+    let mut ready = RawClient::connect(&app).await;
+    ready.get("/readyz", &[]).await;
+    let answer = ready.answer(Duration::from_secs(1)).await;
+    assert_eq!(answer.expect("/readyz answered at once").status, 200);
+    assert!(
+        slow[0].closed_within(Duration::from_secs(1)).await,
+        "the connection waiting longest was not closed"
+    );
+
+    let answer = served.answer(Duration::from_secs(3)).await;
+    assert_eq!(answer.expect("the slow request answered").status, 200);
+    // Still open: a next request on it is served.
+    served.get("/livez", &[]).await;
+    let answer = served.answer(Duration::from_secs(1)).await;
+    assert_eq!(answer.expect("the connection kept").status, 200);
+}
+
+#[actix_web::test]
+async fn while_every_connection_is_being_served_a_new_one_waits_for_an_answer() {
+    let app = spawn_app_with(|c| {
+        long_deadlines(c);
+        c.max_connections = 2;
+    })
+    .await;
+    let mut served = vec![
+        served_slowly(&app, "contoso", Duration::from_millis(800)).await,
+        served_slowly(&app, "fabrikam", Duration::from_millis(800)).await,
+    ];
+
     let mut waiting = RawClient::connect(&app).await;
     waiting.get("/readyz", &[]).await;
     assert!(
-        waiting.answer(Duration::from_millis(500)).await.is_none(),
-        "a ninth connection was served while eight were open"
+        waiting.answer(Duration::from_millis(300)).await.is_none(),
+        "a third connection was served while two requests were"
     );
 
-    drop(held.pop());
-    let answer = waiting.answer(Duration::from_secs(1)).await;
-    assert_eq!(answer.expect("served once a slot freed").status, 200);
+    let answer = waiting.answer(Duration::from_secs(2)).await;
+    assert_eq!(answer.expect("served once one was answered").status, 200);
+    for client in &mut served {
+        let answer = client.answer(Duration::from_secs(1)).await;
+        assert_eq!(answer.expect("answered").status, 200);
+    }
 }
 
 #[actix_web::test]
