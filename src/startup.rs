@@ -238,7 +238,7 @@ impl Application {
 /// Binds `listen`; a failure names the setting and the address, since the OS' own message
 /// ("Address already in use") says neither.
 fn bind(listen: std::net::SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(listen).map_err(|e| {
+    listener_on(listen).map_err(|e| {
         let reason = match e.kind() {
             std::io::ErrorKind::AddrInUse => "address already in use".to_owned(),
             std::io::ErrorKind::AddrNotAvailable => "no such address on this machine".to_owned(),
@@ -250,6 +250,26 @@ fn bind(listen: std::net::SocketAddr) -> std::io::Result<TcpListener> {
             format!("--listen (SKYPE_GATEWAY_LISTEN) {listen}: {reason}"),
         )
     })
+}
+
+/// Connections the kernel completes before the gateway accepts them. std's `bind` asks for 128,
+/// which thousands of clients connecting at once (slow clients reconnecting as they are cut)
+/// overflow, and each SYN dropped costs its client, a probe as much as an attacker, a second
+/// before it tries again. The kernel lowers it to `net.core.somaxconn`.
+const LISTEN_BACKLOG: i32 = 4096;
+
+fn listener_on(listen: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(listen),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    // As std's `bind` does: a restarted gateway binds while its old connections linger.
+    socket.set_reuse_address(true)?;
+    socket.bind(&listen.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }
 
 /// How long a connection that is being closed may take to read the end of its request and to
@@ -291,5 +311,32 @@ impl ShutdownSignals {
             _ = self.term.recv() => Signal::Terminate,
             _ = self.int.recv() => Signal::Interrupt,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{net::TcpStream, time::Duration};
+
+    use super::*;
+
+    /// The kernel's own cap on a listen backlog.
+    fn somaxconn() -> usize {
+        std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(4096)
+    }
+
+    #[test]
+    fn the_listener_takes_a_burst_of_connections_before_any_is_accepted() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = listener.local_addr().unwrap();
+        // Over std's 128: a connection beyond the backlog would not complete its handshake.
+        let burst = 300.min(somaxconn());
+        let connected: Vec<_> = (0..burst)
+            .map_while(|_| TcpStream::connect_timeout(&address, Duration::from_millis(500)).ok())
+            .collect();
+        assert_eq!(connected.len(), burst);
     }
 }
