@@ -229,16 +229,33 @@ async fn a_chunked_body_that_never_ends_is_answered_and_then_cut() {
     );
 }
 
-/// A connection that has sent the start of a request head and nothing more.
-async fn half_a_head(app: &TestApp) -> RawClient {
-    let mut client = RawClient::connect(app).await;
-    client
-        .send(b"GET /livez HTTP/1.1\r\nX-Slow: ")
-        .await
-        .unwrap();
-    // Accepted in this order: the gateway orders its connections by when they began waiting.
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    client
+/// `n` connections, opened in turn, that have sent the start of a request head and nothing more.
+async fn half_heads(app: &TestApp, n: usize) -> Vec<RawClient> {
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        let mut client = RawClient::connect(app).await;
+        client
+            .send(b"GET /livez HTTP/1.1\r\nX-Slow: ")
+            .await
+            .unwrap();
+        // Accepted in this order: the gateway orders its connections by when they began waiting.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        clients.push(client);
+    }
+    clients
+}
+
+/// `/readyz` on a new connection, answered at once because `oldest` was closed for it.
+async fn readyz_in_place_of(app: &TestApp, oldest: &mut RawClient) -> RawClient {
+    let mut ready = RawClient::connect(app).await;
+    ready.get("/readyz", &[]).await;
+    let answer = ready.answer(Duration::from_secs(1)).await;
+    assert_eq!(answer.expect("/readyz answered at once").status, 200);
+    assert!(
+        oldest.closed_within(Duration::from_secs(1)).await,
+        "the connection waiting longest was not closed"
+    );
+    ready
 }
 
 /// A report request for `tenant` on a new connection, sent while Graph takes `delay` to answer.
@@ -258,35 +275,33 @@ fn long_deadlines(config: &mut Config) {
     config.keep_alive = Duration::from_secs(30);
 }
 
+/// Caches contoso's D7 report over a connection that is then closed, so that it holds no place;
+/// returns the `Authorization` header line that reads it.
+async fn cache_a_report(app: &TestApp) -> String {
+    let auth = format!("Authorization: Bearer {}", token_of("contoso"));
+    let mut warm = RawClient::connect(app).await;
+    warm.get("/skype/activity-counts/D7", &[&auth]).await;
+    let answer = warm.answer(Duration::from_secs(5)).await;
+    assert_eq!(answer.expect("report answered").status, 200);
+    auth
+}
+
+/// A gateway holding at most `max_connections` client connections.
+async fn spawn_capped(max_connections: usize, deadlines: fn(&mut Config)) -> TestApp {
+    spawn_app_with(|c| {
+        deadlines(c);
+        c.max_connections = max_connections;
+    })
+    .await
+}
+
 #[actix_web::test]
 async fn at_max_connections_a_new_connection_takes_the_place_of_the_one_waiting_longest() {
-    let app = spawn_app_with(|c| {
-        long_deadlines(c);
-        c.max_connections = 4;
-    })
-    .await;
-    let auth = format!("Authorization: Bearer {}", token_of("contoso"));
-    let mut warm = RawClient::connect(&app).await;
-    warm.get("/skype/activity-counts/D7", &[&auth]).await;
-    assert_eq!(
-        warm.answer(Duration::from_secs(5)).await.unwrap().status,
-        200
-    );
-    // Closed by the client, so the four below are all the gateway holds.
-    drop(warm);
-    let mut slow = Vec::new();
-    for _ in 0..4 {
-        slow.push(half_a_head(&app).await);
-    }
+    let app = spawn_capped(4, long_deadlines).await;
+    let auth = cache_a_report(&app).await;
+    let mut slow = half_heads(&app, 4).await;
 
-    let mut ready = RawClient::connect(&app).await;
-    ready.get("/readyz", &[]).await;
-    let answer = ready.answer(Duration::from_secs(1)).await;
-    assert_eq!(answer.expect("/readyz answered at once").status, 200);
-    assert!(
-        slow[0].closed_within(Duration::from_secs(1)).await,
-        "the connection waiting longest was not closed"
-    );
+    let mut ready = readyz_in_place_of(&app, &mut slow[0]).await;
 
     let mut report = RawClient::connect(&app).await;
     report.get("/skype/activity-counts/D7", &[&auth]).await;
@@ -317,26 +332,12 @@ async fn at_max_connections_a_new_connection_takes_the_place_of_the_one_waiting_
 
 #[actix_web::test]
 async fn a_connection_being_served_is_never_closed_for_a_new_one() {
-    let app = spawn_app_with(|c| {
-        long_deadlines(c);
-        c.max_connections = 4;
-    })
-    .await;
+    let app = spawn_capped(4, long_deadlines).await;
     // The oldest connection, but not waiting: its request is in the service.
     let mut served = served_slowly(&app, "contoso", Duration::from_millis(800)).await;
-    let mut slow = Vec::new();
-    for _ in 0..3 {
-        slow.push(half_a_head(&app).await);
-    }
+    let mut slow = half_heads(&app, 3).await;
 
-    let mut ready = RawClient::connect(&app).await;
-    ready.get("/readyz", &[]).await;
-    let answer = ready.answer(Duration::from_secs(1)).await;
-    assert_eq!(answer.expect("/readyz answered at once").status, 200);
-    assert!(
-        slow[0].closed_within(Duration::from_secs(1)).await,
-        "the connection waiting longest was not closed"
-    );
+    readyz_in_place_of(&app, &mut slow[0]).await;
 
     let answer = served.answer(Duration::from_secs(3)).await;
     assert_eq!(answer.expect("the slow request answered").status, 200);
@@ -348,11 +349,7 @@ async fn a_connection_being_served_is_never_closed_for_a_new_one() {
 
 #[actix_web::test]
 async fn while_every_connection_is_being_served_a_new_one_waits_for_an_answer() {
-    let app = spawn_app_with(|c| {
-        long_deadlines(c);
-        c.max_connections = 2;
-    })
-    .await;
+    let app = spawn_capped(2, long_deadlines).await;
     let mut served = vec![
         served_slowly(&app, "contoso", Duration::from_millis(800)).await,
         served_slowly(&app, "fabrikam", Duration::from_millis(800)).await,
@@ -375,20 +372,8 @@ async fn while_every_connection_is_being_served_a_new_one_waits_for_an_answer() 
 
 #[actix_web::test]
 async fn at_max_connections_slow_clients_are_cut_and_readyz_and_a_cached_report_answer() {
-    let app = spawn_app_with(|c| {
-        short_deadlines(c);
-        c.max_connections = 8;
-    })
-    .await;
-    let token = token_of("contoso");
-    let auth = format!("Authorization: Bearer {token}");
-    let mut warm = RawClient::connect(&app).await;
-    warm.get("/skype/activity-counts/D7", &[&auth]).await;
-    assert_eq!(
-        warm.answer(Duration::from_secs(5)).await.unwrap().status,
-        200
-    );
-    drop(warm);
+    let app = spawn_capped(8, short_deadlines).await;
+    let auth = cache_a_report(&app).await;
 
     // Eight kept-alive connections whose next request trickles, holding every slot.
     let mut slow = Vec::new();
