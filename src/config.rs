@@ -290,7 +290,7 @@ impl fmt::Debug for Secret {
 pub struct RedisUrl(Url);
 
 impl RedisUrl {
-    fn parse(s: &str) -> Result<RedisUrl, String> {
+    pub fn parse(s: &str) -> Result<RedisUrl, String> {
         let url = Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
         if !matches!(url.scheme(), "redis" | "rediss") || url.host().is_none() {
             return Err("must be redis://host:port/db or rediss://host:port/db".into());

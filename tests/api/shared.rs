@@ -1,0 +1,382 @@
+//! Replicas sharing one cache on a real Redis: one Graph call per token and report however
+//! many replicas, nothing readable in Redis, and Redis failing costs no answer.
+//! Each test skips when `redis-server` is not installed (see `redis.rs`).
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use graph_simulator::{CallKind, Fault, Simulator};
+use skype_gateway::config::{Config, RedisUrl, Secret};
+
+use crate::{
+    helpers::{TestApp, app_token, metric_value, spawn_app_against, token_of},
+    redis::RedisServer,
+};
+
+const SECRET: &str = "the replicas' shared secret, at least 32 bytes long";
+const OTHER_SECRET: &str = "another deployment's secret, also 32 bytes or more";
+const APP: &str = "11111111-2222-3333-4444-555555555555";
+
+fn share(redis: &RedisServer, secret: &str) -> impl Fn(&mut Config) + Clone {
+    let url = redis.url();
+    let secret = secret.to_owned();
+    move |c: &mut Config| {
+        c.redis_url = Some(RedisUrl::parse(&url).unwrap());
+        c.shared_secret = Some(Secret(secret.clone().into_bytes()));
+    }
+}
+
+/// `n` gateways on one simulator and one Redis.
+async fn replicas(n: usize, sim: &Simulator, adjust: impl Fn(&mut Config) + Clone) -> Vec<TestApp> {
+    let mut apps = Vec::new();
+    for _ in 0..n {
+        apps.push(spawn_app_against(sim.clone(), adjust.clone()).await);
+    }
+    apps
+}
+
+fn shared_hits(metrics: &str) -> f64 {
+    metric_value(
+        metrics,
+        "skype_gateway_shared_cache_lookups_total{result=\"hit\"}",
+    )
+}
+
+#[actix_web::test]
+async fn a_token_validated_on_one_replica_is_served_by_the_others_with_no_graph_call() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = Simulator::start().await.unwrap();
+    let apps = replicas(3, &sim, share(&redis, SECRET)).await;
+    let token = token_of("contoso");
+
+    let first = apps[0].report("D7", &token).await;
+    assert_eq!(first.cache_status(), "MISS");
+    let calls = (sim.report_calls(), sim.download_calls());
+    for app in &apps[1..] {
+        let answer = app.report("D7", &token).await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.cache_status(), "HIT");
+        assert_eq!(answer.body, first.body);
+        assert_eq!(answer.header("etag"), first.header("etag"));
+        assert_eq!(shared_hits(&app.metrics().await), 1.0);
+    }
+    assert_eq!((sim.report_calls(), sim.download_calls()), calls);
+}
+
+#[actix_web::test]
+async fn ten_tokens_and_two_periods_over_three_replicas_make_the_calls_of_one() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = Simulator::start().await.unwrap();
+    let apps = replicas(3, &sim, share(&redis, SECRET)).await;
+    let tokens: Vec<String> = (0..10).map(|_| app_token("contoso", APP)).collect();
+    let mut turn = 0;
+    for token in &tokens {
+        for period in ["D7", "D30"] {
+            let answer = apps[turn % 3].report(period, token).await;
+            assert_eq!(
+                answer.status,
+                200,
+                "{}",
+                String::from_utf8_lossy(&answer.body)
+            );
+            turn += 1;
+        }
+    }
+    // One call per new token, and one more for the first token's second report: 11, as on
+    // one replica; without sharing, each replica would check each token on its own.
+    assert!(
+        sim.report_calls() <= 12,
+        "{} report calls",
+        sim.report_calls()
+    );
+    assert_eq!(sim.download_calls(), 2, "one download per report");
+}
+
+#[actix_web::test]
+async fn a_cold_burst_over_three_replicas_makes_one_call_and_one_download() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = Simulator::start().await.unwrap();
+    let apps = replicas(3, &sim, share(&redis, SECRET)).await;
+    sim.fail_next(1, Fault::Delay(Duration::from_millis(400)));
+    let token = token_of("contoso");
+    let answers = join_all((0..30).map(|i| apps[i % 3].report("D30", &token))).await;
+    for answer in &answers {
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, answers[0].body);
+    }
+    assert_eq!(sim.report_calls(), 1);
+    assert_eq!(sim.download_calls(), 1);
+}
+
+#[actix_web::test]
+async fn a_forged_token_on_one_replica_after_a_genuine_one_on_another_is_refused() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = Simulator::start().await.unwrap();
+    let apps = replicas(2, &sim, share(&redis, SECRET)).await;
+    assert_eq!(
+        apps[0]
+            .report("D7", &app_token("contoso", APP))
+            .await
+            .status,
+        200
+    );
+    // Same tenant and app in its claims, but not a token Graph issued.
+    let forged = app_token("contoso", APP);
+    sim.reject_token(&forged);
+    let answer = apps[1].report("D7", &forged).await;
+    assert_eq!(answer.status, 401);
+    // Graph's refusal is shared as well: the first replica refuses it without a call.
+    let calls = sim.report_calls();
+    assert_eq!(apps[0].report("D7", &forged).await.status, 401);
+    assert_eq!(sim.report_calls(), calls);
+}
+
+#[actix_web::test]
+async fn a_429_seen_by_one_replica_pauses_the_others() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = Simulator::start().await.unwrap();
+    let apps = replicas(3, &sim, share(&redis, SECRET)).await;
+    sim.fail_next(
+        1,
+        Fault::Status {
+            status: 429,
+            retry_after: Some(30),
+        },
+    );
+    assert_eq!(
+        apps[0]
+            .report("D7", &app_token("contoso", APP))
+            .await
+            .status,
+        429
+    );
+    let calls = sim.report_calls();
+    for app in &apps[1..] {
+        let answer = app.report("D7", &app_token("contoso", APP)).await;
+        assert_eq!(answer.status, 429);
+        let wait: u64 = answer.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=30).contains(&wait), "Retry-After {wait}");
+    }
+    assert_eq!(
+        sim.report_calls(),
+        calls,
+        "no replica calls while Graph says wait"
+    );
+    // Another tenant is not paused.
+    assert_eq!(
+        apps[1]
+            .report("D7", &app_token("fabrikam", APP))
+            .await
+            .status,
+        200
+    );
+}
+
+#[actix_web::test]
+async fn the_shared_budget_counts_every_replicas_calls() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = Simulator::start().await.unwrap();
+    let apps = replicas(3, &sim, |c: &mut Config| {
+        share(&redis, SECRET)(c);
+        c.graph_budget = skype_gateway::service::Rate::parse("4/10m").unwrap();
+        c.graph_budget_reserve = 0;
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let answer = apps[i % 3].report("D7", &app_token("contoso", APP)).await;
+        statuses.push(answer.status.as_u16());
+    }
+    // Four calls in the window across the replicas; each alone would have allowed four.
+    assert_eq!(statuses, [200, 200, 200, 200, 429, 429]);
+    assert_eq!(sim.report_calls(), 4);
+}
+
+#[actix_web::test]
+async fn with_redis_killed_every_replica_keeps_answering_and_sharing_resumes() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = Simulator::start().await.unwrap();
+    let apps = replicas(3, &sim, share(&redis, SECRET)).await;
+    let known = token_of("contoso");
+    assert_eq!(apps[0].report("D7", &known).await.cache_status(), "MISS");
+
+    redis.kill();
+    for round in 0..3 {
+        for (i, app) in apps.iter().enumerate() {
+            let started = Instant::now();
+            let answers = [
+                app.report("D7", &known).await,
+                app.report("D30", &token_of(&format!("tenant-{round}-{i}")))
+                    .await,
+            ];
+            for answer in answers {
+                assert_eq!(answer.status, 200, "round {round}, replica {i}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "within the upstream timeout"
+            );
+        }
+    }
+    for app in &apps {
+        let metrics = app.metrics().await;
+        assert_eq!(metric_value(&metrics, "skype_gateway_redis_available"), 0.0);
+        assert!(
+            metric_value(
+                &metrics,
+                "skype_gateway_shared_cache_lookups_total{result=\"error\"}"
+            ) >= 1.0
+        );
+    }
+
+    redis.restart();
+    // The next ping (every second) finds Redis back; the breaker closes by itself.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for app in &apps {
+        while metric_value(&app.metrics().await, "skype_gateway_redis_available") != 1.0 {
+            assert!(Instant::now() < deadline, "sharing resumes within 10 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let fresh = token_of("northwind");
+    assert_eq!(apps[1].report("D7", &fresh).await.cache_status(), "MISS");
+    let calls = sim.report_calls();
+    assert_eq!(apps[2].report("D7", &fresh).await.cache_status(), "HIT");
+    assert_eq!(sim.report_calls(), calls);
+}
+
+#[actix_web::test]
+async fn redis_holds_no_token_no_tenant_no_download_url_and_no_readable_report() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = Simulator::start().await.unwrap();
+    let apps = replicas(2, &sim, share(&redis, SECRET)).await;
+    let tenant = "contoso-5f3e0c1a";
+    let tokens = [app_token(tenant, APP), app_token(tenant, APP)];
+    let refused = app_token(tenant, APP);
+    sim.reject_token(&refused);
+    let mut bodies = Vec::new();
+    for (i, period) in ["D7", "D180"].into_iter().enumerate() {
+        bodies.push(apps[i].report(period, &tokens[i]).await.body);
+    }
+    assert_eq!(apps[0].report("D7", &refused).await.status, 401);
+
+    let download = sim
+        .calls()
+        .into_iter()
+        .find(|c| c.kind == CallKind::Download);
+    let download = download
+        .expect("the simulator saw a download")
+        .path_and_query;
+    let mut secrets: Vec<Vec<u8>> = vec![tenant.into(), APP.into(), download.into()];
+    for token in tokens.iter().chain([&refused]) {
+        secrets.push(token.clone().into_bytes());
+        // Each part of the JWT alone, too.
+        secrets.extend(token.split('.').map(|p| p.as_bytes().to_vec()));
+    }
+    // Fragments any readable report or CSV would contain.
+    for readable in [
+        "reportRefreshDate",
+        "peerToPeer",
+        "Peer-to-peer",
+        "D180",
+        "\"value\"",
+    ] {
+        secrets.push(readable.into());
+    }
+    secrets.extend(bodies);
+
+    let dump = redis.dump();
+    assert!(
+        dump.len() >= 6,
+        "tokens, a refusal, reports, budget windows: {}",
+        dump.len()
+    );
+    for (key, values) in &dump {
+        assert!(
+            key.starts_with(b"skype-gateway:"),
+            "{}",
+            String::from_utf8_lossy(key)
+        );
+        for held in std::iter::once(key).chain(values) {
+            for secret in &secrets {
+                assert!(
+                    !held.windows(secret.len()).any(|w| w == &secret[..]),
+                    "{} holds {}",
+                    String::from_utf8_lossy(key),
+                    String::from_utf8_lossy(secret)
+                );
+            }
+        }
+    }
+}
+
+#[actix_web::test]
+async fn entries_under_another_secret_or_tampered_with_are_never_served() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = Simulator::start().await.unwrap();
+    let ours = replicas(1, &sim, share(&redis, SECRET)).await;
+    let token = token_of("contoso");
+    assert_eq!(ours[0].report("D7", &token).await.cache_status(), "MISS");
+
+    // Same Redis, same prefix, another secret: nothing of ours is theirs.
+    let theirs = replicas(1, &sim, share(&redis, OTHER_SECRET)).await;
+    let calls = sim.report_calls();
+    let answer = theirs[0].report("D7", &token).await;
+    assert_eq!(answer.cache_status(), "MISS");
+    assert_eq!(sim.report_calls(), calls + 1);
+    assert_eq!(shared_hits(&theirs[0].metrics().await), 0.0);
+
+    // Every value overwritten by someone without the secret: a new replica of ours ignores
+    // them all and asks Graph.
+    for (key, values) in redis.dump() {
+        let key = String::from_utf8(key).unwrap();
+        if values.len() == 1 && redis.command(&["TYPE", &key]).is_some() {
+            let forged = format!("{:016}forged entry", u64::MAX / 1000);
+            redis.command(&["SET", &key, &forged]);
+        }
+    }
+    let fresh = replicas(1, &sim, share(&redis, SECRET)).await;
+    let calls = sim.report_calls();
+    let answer = fresh[0].report("D7", &token).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.cache_status(), "MISS");
+    assert_eq!(sim.report_calls(), calls + 1);
+}
+
+#[actix_web::test]
+async fn a_restarted_replica_serves_a_known_token_without_a_new_download() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = Simulator::start().await.unwrap();
+    let token = token_of("contoso");
+    let first = replicas(1, &sim, share(&redis, SECRET)).await;
+    let before = first[0].report("D90", &token).await;
+    assert_eq!(before.cache_status(), "MISS");
+    drop(first);
+
+    let calls = (sim.report_calls(), sim.download_calls());
+    let restarted = replicas(1, &sim, share(&redis, SECRET)).await;
+    let after = restarted[0].report("D90", &token).await;
+    assert_eq!(after.cache_status(), "HIT");
+    assert_eq!(after.body, before.body);
+    assert_eq!((sim.report_calls(), sim.download_calls()), calls);
+}
