@@ -551,11 +551,24 @@ def check_rendering(res: Results, name: str, values: dict[str, Any], manifests) 
         res.check(
             ingress[0].get("from", []) == want_from, f"{prefix} NetworkPolicy ingress.from as configured"
         )
+        shared = values["sharedCache"]
+        want_ports = [(53, "TCP"), (53, "UDP"), (443, "TCP")]
+        if shared["enabled"]:
+            want_ports.append((shared["port"], "TCP"))
         egress_ports = sorted((p["port"], p["protocol"]) for rule in spec["egress"] for p in rule["ports"])
         res.check(
-            egress_ports == [(53, "TCP"), (53, "UDP"), (443, "TCP")],
-            f"{prefix} NetworkPolicy egress is DNS + 443 only (got {egress_ports})",
+            egress_ports == sorted(want_ports),
+            f"{prefix} NetworkPolicy egress is DNS + 443{' + Redis' if shared['enabled'] else ''} only "
+            f"(got {egress_ports})",
         )
+        if shared["enabled"]:
+            redis_port = [{"port": shared["port"], "protocol": "TCP"}]
+            redis_rules = [rule for rule in spec["egress"] if rule["ports"] == redis_port]
+            res.check(
+                len(redis_rules) == 1 and redis_rules[0].get("to", []) == shared["egressTo"],
+                f"{prefix} NetworkPolicy egress to Redis: TCP {shared['port']} to sharedCache.egressTo "
+                f"(got {redis_rules})",
+            )
         test_pods = [m for _, m in manifests if is_test_hook(m)]
         if values["networkPolicy"]["ingress"]["allowHelmTest"] and want_from:
             res.check(
