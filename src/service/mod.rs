@@ -372,7 +372,12 @@ impl ReportService {
                 break (known.token, entry, known.cached);
             };
             let hold = job.deadline.saturating_duration_since(Instant::now()) + LOCK_MARGIN;
-            match shared.lock(job.fp, &job.key, hold).await {
+            let flight = shared::Flight {
+                fp: job.fp,
+                key: &job.key,
+                validated: known.token == TokenState::Validated,
+            };
+            match shared.lock(&flight, hold).await {
                 Turn::Ours(held) => {
                     lock = Some(held);
                     break (known.token, entry, known.cached);
@@ -381,12 +386,10 @@ impl ReportService {
                 Turn::Theirs if Instant::now() >= start_by => {
                     break (known.token, entry, known.cached);
                 }
+                // Like joining a flight here: wait for it to land, then read what it stored.
                 Turn::Theirs => {
-                    if may_stand_in(known.token, entry) {
-                        self.answer_stale(known.cached.as_ref(), answer);
-                    }
                     waits
-                        .until(shared.wait_released(job.fp, &job.key, start_by))
+                        .until(shared.wait_released(&flight, start_by))
                         .await
                         .ok_or_else(all_gone)?;
                 }

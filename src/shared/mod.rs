@@ -71,6 +71,15 @@ pub struct Facts {
     pub report: Option<StoredReport>,
 }
 
+/// What a flight's lock covers. A token Graph has validated needs only the entry brought up to
+/// date, which any validated token of the tenant can do: one fetch per (tenant, report) across
+/// replicas and users. A token Graph has not validated needs its own call.
+pub struct Flight<'a> {
+    pub fp: Fingerprint,
+    pub key: &'a ReportKey,
+    pub validated: bool,
+}
+
 /// The outcome of asking for a flight's lock.
 pub enum Turn {
     /// This replica fetches; the others wait for it.
@@ -259,10 +268,10 @@ impl SharedCache {
             .await;
     }
 
-    /// Asks for the lock of a flight (one token, one report): only its holder calls Graph.
-    /// `hold` is how long the holder may take; should it die, the lock expires then.
-    pub async fn lock(&self, fp: Fingerprint, key: &ReportKey, hold: Duration) -> Turn {
-        let name = self.lock_key(fp, key);
+    /// Asks for the lock of a flight: only its holder calls Graph. `hold` is how long the
+    /// holder may take; should it die, the lock expires then.
+    pub async fn lock(&self, flight: &Flight<'_>, hold: Duration) -> Turn {
+        let name = self.lock_key(flight);
         let token = self
             .keys
             .name("lock-holder", &[&rand::random::<[u8; 16]>()]);
@@ -302,8 +311,8 @@ impl SharedCache {
 
     /// Waits until another replica's lock on the flight is gone (its fetch landed, failed or
     /// expired), Redis stops answering, or `until`.
-    pub async fn wait_released(&self, fp: Fingerprint, key: &ReportKey, until: Instant) {
-        let name = self.lock_key(fp, key);
+    pub async fn wait_released(&self, flight: &Flight<'_>, until: Instant) {
+        let name = self.lock_key(flight);
         while Instant::now() < until {
             tokio::time::sleep(LOCK_POLL).await;
             let mut conn = self.conn.clone();
@@ -472,8 +481,12 @@ impl SharedCache {
         )
     }
 
-    fn lock_key(&self, fp: Fingerprint, key: &ReportKey) -> String {
-        self.key("lock", &[&fp.to_bytes(), key.period.as_str().as_bytes()])
+    fn lock_key(&self, flight: &Flight<'_>) -> String {
+        let period = flight.key.period.as_str().as_bytes();
+        match flight.validated {
+            true => self.key("lock-entry", &[flight.key.tenant.as_bytes(), period]),
+            false => self.key("lock-token", &[&flight.fp.to_bytes(), period]),
+        }
     }
 
     fn app_window(&self, key: &BudgetKey) -> String {

@@ -115,6 +115,34 @@ async fn a_cold_burst_over_three_replicas_makes_one_call_and_one_download() {
 }
 
 #[actix_web::test]
+async fn users_of_one_tenant_on_three_replicas_revalidate_an_entry_once() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = Simulator::start().await.unwrap();
+    let apps = replicas(3, &sim, |c: &mut Config| {
+        share(&redis, SECRET)(c);
+        c.fresh_ttl = Duration::from_secs(1);
+    })
+    .await;
+    let users: Vec<String> = (0..3).map(|_| app_token("contoso", APP)).collect();
+    for (app, user) in apps.iter().zip(&users) {
+        assert_eq!(app.report("D7", user).await.status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    // Every user's entry is past fresh-ttl at once; one of them brings it up to date for all.
+    let calls = sim.report_calls();
+    sim.fail_next(1, Fault::Delay(Duration::from_millis(300)));
+    let answers = join_all((0..15).map(|i| apps[i % 3].report("D7", &users[i % 3]))).await;
+    let mut statuses: Vec<&str> = answers.iter().map(|a| a.cache_status()).collect();
+    statuses.sort_unstable();
+    statuses.dedup();
+    assert!(answers.iter().all(|a| a.status == 200));
+    assert_eq!(sim.report_calls(), calls + 1, "answers: {statuses:?}");
+}
+
+#[actix_web::test]
 async fn a_forged_token_on_one_replica_after_a_genuine_one_on_another_is_refused() {
     let Some(redis) = RedisServer::start() else {
         return;
