@@ -230,7 +230,8 @@ impl Config {
             let length = secret.as_ref().map_or(0, |s| s.0.len());
             if length < MIN_SHARED_SECRET {
                 return Err(format!(
-                    "--redis-url needs --shared-secret (or --shared-secret-file) of at least \
+                    "--redis-url (SKYPE_GATEWAY_REDIS_URL) needs --shared-secret \
+                     (SKYPE_GATEWAY_SHARED_SECRET) or --shared-secret-file of at least \
                      {MIN_SHARED_SECRET} bytes; got {length}"
                 ));
             }

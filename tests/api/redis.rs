@@ -18,7 +18,8 @@ pub const REQUIRE_VARIABLE: &str = "SKYPE_GATEWAY_TEST_REDIS";
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
-    dir: PathBuf,
+    /// Its working directory, removed on drop; none for a handle from `connect_only`.
+    dir: Option<PathBuf>,
 }
 
 impl RedisServer {
@@ -48,10 +49,19 @@ impl RedisServer {
         let mut server = RedisServer {
             child: None,
             port,
-            dir,
+            dir: Some(dir),
         };
         server.spawn();
         Some(server)
+    }
+
+    /// A handle on the server at `port` for commands only: it neither starts nor stops it.
+    pub fn connect_only(port: u16) -> RedisServer {
+        RedisServer {
+            child: None,
+            port,
+            dir: None,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -62,8 +72,10 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
+            // DEBUG SLEEP makes a slow Redis; only from loopback.
+            .args(["--enable-debug-command", "local"])
             .arg("--dir")
-            .arg(&self.dir)
+            .arg(self.dir.as_ref().expect("a server this handle started"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -148,7 +160,9 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use graph_simulator::{CallKind, Fault, Simulator};
 use skype_gateway::config::{Config, RedisUrl, Secret};
 
 use crate::{
-    helpers::{TestApp, app_token, metric_value, spawn_app_against, token_of},
+    helpers::{GatewayProcess, TestApp, app_token, metric_value, spawn_app_against, token_of},
     redis::RedisServer,
 };
 
@@ -407,4 +407,111 @@ async fn a_restarted_replica_serves_a_known_token_without_a_new_download() {
     assert_eq!(after.cache_status(), "HIT");
     assert_eq!(after.body, before.body);
     assert_eq!((sim.report_calls(), sim.download_calls()), calls);
+}
+
+#[actix_web::test]
+async fn a_replica_that_dies_mid_fetch_does_not_hold_the_others_up() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = Simulator::start().await.unwrap();
+    // The dying replica's call is never answered in time.
+    sim.fail_next(1, Fault::Delay(Duration::from_secs(30)));
+    let url = redis.url();
+    let args = [
+        "--redis-url",
+        &url,
+        "--shared-secret",
+        SECRET,
+        "--upstream-timeout",
+        "2s",
+    ];
+    let dying = GatewayProcess::start(&sim, &args, "info");
+    let token = token_of("contoso");
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish();
+    let request = client
+        .get(format!("{}/skype/activity-counts/D7", dying.address))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .send();
+    let pending = actix_web::rt::spawn(async move { request.await.map(|r| r.status()) });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sim.report_calls() == 0 {
+        assert!(Instant::now() < deadline, "the dying replica calls Graph");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Killed while it holds the flight's lock in Redis.
+    let killed = Instant::now();
+    let lock_held = redis
+        .dump()
+        .iter()
+        .any(|(key, _)| key.starts_with(b"skype-gateway:lock-"));
+    assert!(lock_held, "the dying replica holds the flight's lock");
+    drop(dying);
+    assert!(
+        pending.await.unwrap().is_err(),
+        "its client lost the connection"
+    );
+
+    let apps = replicas(2, &sim, |c: &mut Config| {
+        share(&redis, SECRET)(c);
+        c.upstream_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let started = Instant::now();
+    let answer = apps[0].report("D7", &token).await;
+    assert_eq!(answer.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "within the upstream timeout"
+    );
+    assert_eq!(
+        sim.report_calls(),
+        2,
+        "the survivor made the call the dead one could not"
+    );
+    assert_eq!(apps[1].report("D7", &token).await.cache_status(), "HIT");
+    // The dead replica's lock expires with the deadline it was taken for (2 s, and a margin).
+    tokio::time::sleep(Duration::from_secs(3).saturating_sub(killed.elapsed())).await;
+    let locks = redis
+        .dump()
+        .into_iter()
+        .filter(|(key, _)| key.starts_with(b"skype-gateway:lock-"))
+        .count();
+    assert_eq!(locks, 0, "no lock outlives its holder's deadline");
+}
+
+#[actix_web::test]
+async fn a_redis_that_stops_answering_costs_a_request_at_most_a_few_timeouts() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = Simulator::start().await.unwrap();
+    let apps = replicas(2, &sim, share(&redis, SECRET)).await;
+    let known = token_of("contoso");
+    assert_eq!(apps[0].report("D7", &known).await.status, 200);
+
+    // Redis alive but busy for 2 s: every command times out after --redis-timeout (100 ms).
+    let port = redis.port;
+    let sleeper = std::thread::spawn(move || {
+        let blocked = RedisServer::connect_only(port);
+        blocked.command(&["DEBUG", "SLEEP", "2"]);
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for (i, app) in apps.iter().enumerate() {
+        for token in [known.clone(), token_of(&format!("slow-redis-{i}"))] {
+            let started = Instant::now();
+            let answer = app.report("D30", &token).await;
+            assert_eq!(answer.status, 200);
+            assert!(
+                started.elapsed() < Duration::from_millis(1000),
+                "a miss waits on Redis for a few commands at most: {:?}",
+                started.elapsed()
+            );
+        }
+        let metrics = app.metrics().await;
+        assert!(metric_value(&metrics, "skype_gateway_redis_errors_total{op=\"read\"}") >= 1.0);
+    }
+    sleeper.join().unwrap();
 }
