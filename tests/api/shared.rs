@@ -515,3 +515,29 @@ async fn a_redis_that_stops_answering_costs_a_request_at_most_a_few_timeouts() {
     }
     sleeper.join().unwrap();
 }
+
+#[actix_web::test]
+async fn rediss_speaks_tls_from_its_first_byte_and_a_failed_handshake_costs_no_answer() {
+    // Not a Redis: a loopback listener that records what a client sends first.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let first_bytes = std::thread::spawn(move || {
+        use std::io::Read;
+        let (mut socket, _) = listener.accept().unwrap();
+        let mut head = [0u8; 3];
+        socket.read_exact(&mut head).unwrap();
+        head
+    });
+    let sim = Simulator::start().await.unwrap();
+    let url = format!("rediss://127.0.0.1:{port}/0");
+    let apps = replicas(1, &sim, move |c: &mut Config| {
+        c.redis_url = Some(RedisUrl::parse(&url).unwrap());
+        c.shared_secret = Some(Secret(SECRET.as_bytes().to_vec()));
+    })
+    .await;
+    let answer = apps[0].report("D7", &token_of("contoso")).await;
+    assert_eq!(answer.status, 200);
+    // A TLS record (22, handshake) of TLS 1.x: the ClientHello, before any Redis command.
+    let head = first_bytes.join().unwrap();
+    assert_eq!(head[..2], [0x16, 0x03], "{head:?}");
+}
