@@ -122,7 +122,7 @@ pub struct Config {
     /// Redis (or Valkey) shared by every replica: validated tokens, report entries, the single
     /// flight of fetches, Graph's pauses and budget windows. `redis://[user:pass@]host:port/db`,
     /// or `rediss://` for TLS. Without it, everything stays in this process.
-    #[arg(long, env = "SKYPE_GATEWAY_REDIS_URL", hide_env_values = true, value_parser = RedisUrl::parse)]
+    #[arg(long, env = "SKYPE_GATEWAY_REDIS_URL", hide_env_values = true, value_parser = RedisUrlParser)]
     pub redis_url: Option<RedisUrl>,
 
     /// The secret every replica shares (at least 32 bytes): the keys that name and seal what is
@@ -283,6 +283,34 @@ impl std::str::FromStr for Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Secret({} bytes)", self.0.len())
+    }
+}
+
+/// Parses `--redis-url` with an error that does not repeat the value: clap's own would print
+/// the URL, password included.
+#[derive(Debug, Clone, Copy)]
+struct RedisUrlParser;
+
+impl clap::builder::TypedValueParser for RedisUrlParser {
+    type Value = RedisUrl;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<RedisUrl, clap::Error> {
+        let parsed = value
+            .to_str()
+            .ok_or_else(|| "is not UTF-8".to_owned())
+            .and_then(RedisUrl::parse);
+        parsed.map_err(|reason| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--redis-url (SKYPE_GATEWAY_REDIS_URL): {reason}\n"),
+            )
+            .with_cmd(cmd)
+        })
     }
 }
 
