@@ -74,6 +74,7 @@ impl Application {
                         budget,
                         stale_ttl: config.stale_ttl,
                         fresh_ttl: config.fresh_ttl,
+                        upstream_timeout: config.upstream_timeout,
                     },
                     Arc::clone(&metrics),
                 )

@@ -48,6 +48,14 @@ pub const OPEN_FOR: Duration = Duration::from_secs(5);
 pub const PING_EVERY: Duration = Duration::from_secs(1);
 /// How often a replica waiting for another's fetch looks whether it has landed.
 pub const LOCK_POLL: Duration = Duration::from_millis(20);
+/// How long a flight's lock lasts unless its holder renews it: a replica that dies holding one
+/// holds the others up this long at most.
+pub const LOCK_LEASE: Duration = Duration::from_secs(3);
+/// How often a holder renews its lock while its fetch goes on.
+const LOCK_RENEW_EVERY: Duration = Duration::from_secs(1);
+/// How far ahead of Redis' clock an entry's time may be before it is taken for a forgery (or a
+/// replica's clock gone wrong) and overwritten.
+const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
 /// How long another replica's refusal of a token is honoured, as a replica's own is.
 const REFUSAL_TTL: Duration = crate::cache::REFUSAL_MEMORY;
 
@@ -61,6 +69,9 @@ pub struct SharedSettings {
     pub stale_ttl: Duration,
     /// How long an opaque token stays validated (`--fresh-ttl`), as in the local cache.
     pub fresh_ttl: Duration,
+    /// How long a flight may take (`--upstream-timeout`): a place in the budget still held
+    /// provisionally after that belongs to a call whose replica never said how it ended.
+    pub upstream_timeout: Duration,
 }
 
 /// What Redis knew of a request's token and report.
@@ -90,10 +101,19 @@ pub enum Turn {
     Alone,
 }
 
-/// A held flight lock. Released by [`SharedCache::release`]; should its holder die, it expires.
+/// A held flight lock, renewed in the background while held. Released by
+/// [`SharedCache::release`]; dropped (a panicking flight), it stops being renewed and expires
+/// within [`LOCK_LEASE`], as it does when its replica dies.
 pub struct Lock {
     key: String,
     token: String,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        self.renewal.abort();
+    }
 }
 
 /// A call counted in the shared budget windows.
@@ -119,6 +139,7 @@ pub struct SharedCache {
     budget: BudgetSettings,
     stale_ttl: Duration,
     fresh_ttl: Duration,
+    upstream_timeout: Duration,
     breaker: Breaker,
     metrics: Arc<Metrics>,
 }
@@ -149,6 +170,7 @@ impl SharedCache {
             budget: settings.budget,
             stale_ttl: settings.stale_ttl,
             fresh_ttl: settings.fresh_ttl,
+            upstream_timeout: settings.upstream_timeout,
             breaker: Breaker::new(),
             metrics,
         }))
@@ -194,13 +216,38 @@ impl SharedCache {
         let [token, refusal, report] = <[Option<Vec<u8>>; 3]>::try_from(values).ok()?;
         let open =
             |name: &str, value: Option<Vec<u8>>| value.and_then(|v| self.keys.open(name, &v));
+        let now = unix_ms();
+        let (report, unreadable) = match report {
+            Some(value) => match self.open_report(&report_key, &value) {
+                Some(report) => (Some(report), false),
+                None => (None, true),
+            },
+            None => (None, false),
+        };
         let facts = Facts {
             token: open(&token_key, token)
                 .and_then(|plain| records::decode_token(&plain))
+                .filter(|(_, valid_until)| *valid_until > now)
+                .map(|(entry, valid_until)| TokenEntry {
+                    // An opaque token has no `exp`: it is valid until the time sealed with it.
+                    expires_at: entry.expires_at.or(Some(valid_until / 1000)),
+                    ..entry
+                })
                 .filter(|t| !t.is_expired()),
-            refusal: open(&refusal_key, refusal).and_then(|plain| records::decode_refusal(&plain)),
-            report: report.and_then(|v| self.open_report(&report_key, &v)),
+            refusal: open(&refusal_key, refusal)
+                .and_then(|plain| records::decode_refusal(&plain))
+                .filter(|(_, valid_until)| *valid_until > now)
+                .map(|(refusal, _)| refusal),
+            report,
         };
+        // A report under this name that does not open was not written by a replica with this
+        // secret: it goes, so it cannot keep a genuine entry out.
+        if unreadable {
+            let mut conn = self.conn.clone();
+            let _: Option<i64> = self
+                .command("write", false, async move { conn.del(&report_key).await })
+                .await;
+        }
         let found = facts.token.is_some() || facts.refusal.is_some() || facts.report.is_some();
         self.metrics
             .record_shared_lookup(if found { "hit" } else { "miss" });
@@ -217,17 +264,36 @@ impl SharedCache {
             return;
         }
         let key = self.token_key(fp);
-        let value = self.keys.seal(&key, &records::encode_token(entry));
-        self.set(key, value, ttl).await;
+        let valid_until = unix_ms() + millis(ttl);
+        let value = self
+            .keys
+            .seal(&key, &records::encode_token(entry, valid_until));
+        let refusal_key = self.refusal_key(fp);
+        let mut conn = self.conn.clone();
+        let ttl = millis(ttl).max(1);
+        let _: Option<()> = self
+            .command("write", false, async move {
+                // Graph's latest word: an acceptance clears an earlier refusal.
+                redis::pipe()
+                    .atomic()
+                    .pset_ex(&key, value, ttl)
+                    .ignore()
+                    .del(&refusal_key)
+                    .ignore()
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await;
     }
 
     /// Graph refused the token: no replica serves it, and each refuses it again for a while.
     pub async fn refuse_token(&self, fp: Fingerprint, refusal: &Refusal) {
         let token_key = self.token_key(fp);
         let refusal_key = self.refusal_key(fp);
+        let valid_until = unix_ms() + millis(REFUSAL_TTL);
         let value = self
             .keys
-            .seal(&refusal_key, &records::encode_refusal(refusal));
+            .seal(&refusal_key, &records::encode_refusal(refusal, valid_until));
         let mut conn = self.conn.clone();
         let ttl = millis(REFUSAL_TTL);
         let _: Option<()> = self
@@ -246,6 +312,11 @@ impl SharedCache {
 
     /// Stores a report, unless Redis holds one confirmed by a Graph call sent later.
     pub async fn store_report(&self, key: &ReportKey, report: &StoredReport) {
+        // Never ahead of this replica's clock, which Redis' own keeps in check (the script).
+        let report = &StoredReport {
+            validated_ms: report.validated_ms.min(unix_ms()),
+            ..report.clone()
+        };
         let age = Duration::from_millis(unix_ms().saturating_sub(report.validated_ms));
         let Some(ttl) = self.stale_ttl.checked_sub(age).filter(|t| !t.is_zero()) else {
             return;
@@ -262,15 +333,16 @@ impl SharedCache {
                     .key(&name)
                     .arg(value)
                     .arg(millis(ttl))
+                    .arg(millis(MAX_CLOCK_SKEW))
                     .invoke_async(&mut conn)
                     .await
             })
             .await;
     }
 
-    /// Asks for the lock of a flight: only its holder calls Graph. `hold` is how long the
-    /// holder may take; should it die, the lock expires then.
-    pub async fn lock(&self, flight: &Flight<'_>, hold: Duration) -> Turn {
+    /// Asks for the lock of a flight: only its holder calls Graph. The lock is a lease of
+    /// [`LOCK_LEASE`], renewed every [`LOCK_RENEW_EVERY`] while the holder lives.
+    pub async fn lock(self: &Arc<Self>, flight: &Flight<'_>) -> Turn {
         let name = self.lock_key(flight);
         let token = self
             .keys
@@ -283,20 +355,50 @@ impl SharedCache {
                 .arg(&t)
                 .arg("NX")
                 .arg("PX")
-                .arg(millis(hold).max(1))
+                .arg(millis(LOCK_LEASE))
                 .query_async::<Option<String>>(&mut conn)
                 .await
         };
         match self.command("lock", false, set).await {
-            Some(Some(_)) => Turn::Ours(Lock { key: name, token }),
+            Some(Some(_)) => {
+                let renewal = tokio::spawn(Arc::clone(self).renew(name.clone(), token.clone()));
+                Turn::Ours(Lock {
+                    key: name,
+                    token,
+                    renewal,
+                })
+            }
             Some(None) => Turn::Theirs,
             None => Turn::Alone,
+        }
+    }
+
+    /// Renews a held lock until it is released, or is no longer this holder's.
+    async fn renew(self: Arc<Self>, key: String, token: String) {
+        loop {
+            tokio::time::sleep(LOCK_RENEW_EVERY).await;
+            let mut conn = self.conn.clone();
+            let (k, t) = (key.clone(), token.clone());
+            let renewed: Option<i64> = self
+                .command("lock", false, async move {
+                    scripts::RENEW
+                        .key(&k)
+                        .arg(&t)
+                        .arg(millis(LOCK_LEASE))
+                        .invoke_async(&mut conn)
+                        .await
+                })
+                .await;
+            if renewed == Some(0) {
+                return;
+            }
         }
     }
 
     /// Releases a lock this replica holds, and only that: one that expired and was taken by
     /// another replica stays theirs.
     pub async fn release(&self, lock: Lock) {
+        lock.renewal.abort();
         let mut conn = self.conn.clone();
         let _: Option<i64> = self
             .command("unlock", false, async move {
@@ -355,6 +457,7 @@ impl SharedCache {
                 .arg(u8::from(need == Need::Refresh))
                 .arg(format!("{}{m}", if provisional { 'p' } else { 'c' }))
                 .arg(millis(scripts::PROVISIONAL_POLL))
+                .arg(millis(self.upstream_timeout + LOCK_LEASE))
                 .invoke_async::<(u8, u64, u64)>(&mut conn)
                 .await
         };
@@ -417,15 +520,6 @@ impl SharedCache {
         let at: u64 = std::str::from_utf8(at).ok()?.parse().ok()?;
         let report = records::decode_report(&self.keys.open(name, sealed)?)?;
         (report.validated_ms == at).then_some(report)
-    }
-
-    async fn set(&self, key: String, value: Vec<u8>, ttl: Duration) {
-        let mut conn = self.conn.clone();
-        let _: Option<()> = self
-            .command("write", false, async move {
-                conn.pset_ex(&key, value, millis(ttl).max(1)).await
-            })
-            .await;
     }
 
     /// Runs one command under `--redis-timeout` and the breaker: `None` if the breaker is open
@@ -528,7 +622,8 @@ impl SharedCache {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Counts failures in a row; open, it keeps requests off Redis until a ping succeeds or
-/// [`OPEN_FOR`] has passed, when one request may try again (and a failure opens it at once).
+/// [`OPEN_FOR`] has passed. Past that, requests try Redis again, and the first failure opens it
+/// again at once.
 struct Breaker {
     failures: AtomicU32,
     open_until: AtomicU64,

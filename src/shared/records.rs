@@ -22,40 +22,47 @@ pub struct StoredReport {
     pub validated_ms: u64,
 }
 
-pub fn encode_token(entry: &TokenEntry) -> Vec<u8> {
+/// A token's validation, and until when (ms since the epoch) it stands: Redis' TTL alone is
+/// not trusted, since anyone with access to Redis can lift it.
+pub fn encode_token(entry: &TokenEntry, valid_until: u64) -> Vec<u8> {
     let mut w = Writer::new();
     w.bytes(entry.tenant.as_bytes());
     w.bytes(entry.app.as_bytes());
     w.optional_u64(entry.expires_at);
+    w.u64(valid_until);
     w.0
 }
 
-pub fn decode_token(bytes: &[u8]) -> Option<TokenEntry> {
+pub fn decode_token(bytes: &[u8]) -> Option<(TokenEntry, u64)> {
     let mut r = Reader::new(bytes)?;
     let entry = TokenEntry {
         tenant: Arc::from(r.string()?),
         app: Arc::from(r.string()?),
         expires_at: r.optional_u64()?,
     };
-    r.end().then_some(entry)
+    let valid_until = r.u64()?;
+    r.end().then_some((entry, valid_until))
 }
 
-pub fn encode_refusal(refusal: &Refusal) -> Vec<u8> {
+/// Graph's refusal of a token, and until when (ms since the epoch) it is repeated.
+pub fn encode_refusal(refusal: &Refusal, valid_until: u64) -> Vec<u8> {
     let mut w = Writer::new();
     w.u64(u64::from(refusal.status));
     w.bytes(refusal.code.as_bytes());
     w.bytes(refusal.message.as_bytes());
+    w.u64(valid_until);
     w.0
 }
 
-pub fn decode_refusal(bytes: &[u8]) -> Option<Refusal> {
+pub fn decode_refusal(bytes: &[u8]) -> Option<(Refusal, u64)> {
     let mut r = Reader::new(bytes)?;
     let refusal = Refusal {
         status: u16::try_from(r.u64()?).ok()?,
         code: r.string()?.to_owned(),
         message: r.string()?.to_owned(),
     };
-    r.end().then_some(refusal)
+    let valid_until = r.u64()?;
+    r.end().then_some((refusal, valid_until))
 }
 
 pub fn encode_report(report: &StoredReport) -> Vec<u8> {
@@ -177,7 +184,8 @@ mod tests {
             app: "app".into(),
             expires_at: Some(1_900_000_000),
         };
-        let back = decode_token(&encode_token(&token)).unwrap();
+        let (back, until) = decode_token(&encode_token(&token, 42)).unwrap();
+        assert_eq!(until, 42);
         assert_eq!(
             (back.tenant, back.app, back.expires_at),
             (token.tenant, token.app, token.expires_at)
@@ -187,7 +195,10 @@ mod tests {
             code: "InvalidAuthenticationToken".into(),
             message: "expired".into(),
         };
-        assert_eq!(decode_refusal(&encode_refusal(&refusal)), Some(refusal));
+        assert_eq!(
+            decode_refusal(&encode_refusal(&refusal, 7)),
+            Some((refusal, 7))
+        );
         for graph_etag in [None, Some("\"g1\"".to_owned())] {
             let report = StoredReport {
                 graph_etag,
@@ -201,11 +212,14 @@ mod tests {
 
     #[test]
     fn anything_else_is_not_a_record() {
-        let token = encode_token(&TokenEntry {
-            tenant: "t".into(),
-            app: "a".into(),
-            expires_at: None,
-        });
+        let token = encode_token(
+            &TokenEntry {
+                tenant: "t".into(),
+                app: "a".into(),
+                expires_at: None,
+            },
+            1,
+        );
         assert!(
             decode_token(&token[..token.len() - 1]).is_none(),
             "cut short"

@@ -8,19 +8,34 @@ use redis::Script;
 pub use crate::service::PROVISIONAL_POLL;
 
 /// Sets a report entry unless the key holds one whose Graph call was sent later. Values start
-/// with that time as 16 digits.
+/// with that time as 16 digits. A time further ahead of Redis' clock than ARGV[3] ms is no
+/// replica's honest write (a forgery, or a clock gone wrong) and is overwritten.
 pub static STORE_LATER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local current = redis.call('GET', KEYS[1])
 if current then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local at = tonumber(string.sub(current, 1, 16))
-  if at and at > tonumber(string.sub(ARGV[1], 1, 16)) then
+  if at and at <= now + tonumber(ARGV[3]) and at > tonumber(string.sub(ARGV[1], 1, 16)) then
     return 0
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
+",
+    )
+});
+
+/// Extends a lock's lease only if it still holds this holder's token.
+pub static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
 ",
     )
 });
@@ -40,7 +55,9 @@ return 0
 /// Graph's budget over every replica, on Redis' clock: the rules of a replica's own books.
 /// KEYS: the app window, the tenant window (sorted sets of call starts, in ms), the app's pause.
 /// ARGV: per window its calls, hold and length (ms); the reserve; 1 for a refresh; the member
-/// (`p` + id for a call Graph has not judged yet, `c` + id otherwise); the provisional poll (ms).
+/// (`p` + id for a call Graph has not judged yet, `c` + id otherwise); the provisional poll (ms);
+/// the age (ms) past which a provisional place counts as a call: its replica never said how the
+/// call ended (it died, or Redis failed it), and Graph may have counted it.
 /// Returns {0, 0, 0} when counted, {1, wait, wait} when paused, {2, wait, retry-after} when
 /// the windows have no room.
 pub static TAKE: LazyLock<Script> = LazyLock::new(|| {
@@ -71,8 +88,9 @@ for i = 1, 2 do
     local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
     local frees = math.max(0, tonumber(oldest[2]) + hold - now)
     local provisional = false
-    for _, member in ipairs(redis.call('ZRANGE', key, 0, -1)) do
-      if string.sub(member, 1, 1) == 'p' then
+    local starts = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+    for j = 1, #starts, 2 do
+      if string.sub(starts[j], 1, 1) == 'p' and tonumber(starts[j + 1]) > now - tonumber(ARGV[11]) then
         provisional = true
         break
       end
