@@ -117,8 +117,9 @@ struct FetchJob {
     key: ReportKey,
     token: BearerToken,
     expires_at: Option<u64>,
-    /// Where the call waits for a slot if it must.
-    priority: Priority,
+    /// Where the call waits for a slot if it must; raised to `Validated` once the shared cache
+    /// says Graph accepted the token on another replica.
+    priority: std::cell::Cell<Priority>,
     /// Whose budget the call spends.
     budget_key: BudgetKey,
     request_id: String,
@@ -265,7 +266,7 @@ impl ReportService {
                     key,
                     token: token.clone(),
                     expires_at,
-                    priority,
+                    priority: std::cell::Cell::new(priority),
                     budget_key,
                     request_id: request_id.to_owned(),
                     deadline: now + self.settings.upstream_timeout,
@@ -354,6 +355,9 @@ impl ReportService {
         let mut lock = None;
         let (token, entry, cached) = loop {
             let known = self.facts(&job).await;
+            if known.token == TokenState::Validated {
+                job.priority.set(Priority::Validated);
+            }
             let entry = self.entry_state(known.cached.as_deref(), Instant::now());
             match decide(known.token, entry, None) {
                 Verdict::Hit => {
@@ -371,13 +375,12 @@ impl ReportService {
             let (Some(shared), Some(start_by)) = (&self.shared, start_by) else {
                 break (known.token, entry, known.cached);
             };
-            let hold = job.deadline.saturating_duration_since(Instant::now()) + LOCK_MARGIN;
             let flight = shared::Flight {
                 fp: job.fp,
                 key: &job.key,
                 validated: known.token == TokenState::Validated,
             };
-            match shared.lock(&flight, hold).await {
+            match shared.lock(&flight).await {
                 Turn::Ours(held) => {
                     lock = Some(held);
                     break (known.token, entry, known.cached);
@@ -386,8 +389,12 @@ impl ReportService {
                 Turn::Theirs if Instant::now() >= start_by => {
                     break (known.token, entry, known.cached);
                 }
-                // Like joining a flight here: wait for it to land, then read what it stored.
+                // Wait for it to land, then read what it stored; a known user is answered
+                // stale meanwhile rather than wait through another replica's retries.
                 Turn::Theirs => {
+                    if may_stand_in(known.token, entry) {
+                        self.answer_stale(known.cached.as_ref(), answer);
+                    }
                     waits
                         .until(shared.wait_released(&flight, start_by))
                         .await
@@ -539,7 +546,7 @@ impl ReportService {
             };
             let sent_at = Instant::now();
             // A token Graph has not judged yet holds its place only until Graph answers.
-            let provisional = waits.job.priority != Priority::Validated;
+            let provisional = waits.job.priority.get() != Priority::Validated;
             let slot = match self.take_budget(key, need, provisional, sent_at).await {
                 Ok(slot) => slot,
                 Err(deferral) => {
@@ -631,11 +638,11 @@ impl ReportService {
         let Some(start_by) = job.deadline.checked_sub(self.min_call_time()) else {
             return Some(Err(Rejected::TimedOut));
         };
-        let mut admit = std::pin::pin!(self.admission.admit(job.priority, start_by));
+        let mut admit = std::pin::pin!(self.admission.admit(job.priority.get(), start_by));
         if let Poll::Ready(admitted) = futures_util::poll!(admit.as_mut()) {
             return Some(admitted);
         }
-        if job.priority == Priority::Validated {
+        if job.priority.get() == Priority::Validated {
             early();
         }
         waits.until(admit).await
@@ -735,9 +742,12 @@ impl ReportService {
                 self.caches.remember_token(job.fp, token).await;
                 validated = true;
             }
-            if let Some(theirs) = facts.refusal.filter(|_| !validated) {
+            // Graph's latest word on the token: another replica's refusal stands over a
+            // validation this replica still remembers (a validation clears the refusal).
+            if let Some(theirs) = facts.refusal {
                 self.caches.refuse_token(job.fp, theirs.clone()).await;
                 refusal = Some(Arc::new(theirs));
+                validated = false;
             }
             if let Some(stored) = facts.report {
                 let validated_at = shared::unix_ms_to_instant(stored.validated_ms);
@@ -857,7 +867,7 @@ struct Waits<'a> {
 impl Waits<'_> {
     /// `future`'s output, or `None` once the flight is abandoned.
     async fn until<T>(&self, future: impl Future<Output = T>) -> Option<T> {
-        if self.job.priority == Priority::Validated {
+        if self.job.priority.get() == Priority::Validated {
             return Some(future.await);
         }
         let mut future = std::pin::pin!(future);
@@ -890,10 +900,6 @@ struct Slots {
     local: budget::Slot,
     shared: Option<SharedSlot>,
 }
-
-/// How much longer than its flight's deadline a lock is held should its holder die: enough
-/// for the holder to write what it fetched before the lock expires.
-const LOCK_MARGIN: Duration = Duration::from_secs(1);
 
 /// Whether the callers may be served the entry should Graph fail.
 fn may_stand_in(token: TokenState, entry: EntryState) -> bool {
