@@ -105,6 +105,22 @@ impl RedisServer {
         self.spawn();
     }
 
+    /// The report entries' keys (`PREFIX` `report:` and a keyed hash).
+    pub fn report_keys(&self) -> Vec<String> {
+        self.dump()
+            .into_iter()
+            .map(|(key, _)| String::from_utf8(key).unwrap())
+            .filter(|key| key.starts_with("skype-gateway:report:"))
+            .collect()
+    }
+
+    pub fn get(&self, key: &str) -> Vec<u8> {
+        match self.command(&["GET", key]) {
+            Some(Reply::Bulk(value)) => value,
+            other => panic!("GET {key}: {other:?}"),
+        }
+    }
+
     /// Every key and, for each, every byte it holds (a string's value, a sorted set's members).
     pub fn dump(&self) -> Vec<(Vec<u8>, Vec<Vec<u8>>)> {
         let keys = match self.command(&["KEYS", "*"]).expect("redis answers") {
@@ -145,11 +161,19 @@ impl RedisServer {
 
     /// One command over RESP, or `None` if the server does not answer.
     pub fn command(&self, args: &[&str]) -> Option<Reply> {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.command_bytes(&args)
+    }
+
+    /// [`RedisServer::command`] with binary arguments (sealed values).
+    pub fn command_bytes(&self, args: &[&[u8]]) -> Option<Reply> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         let mut request = format!("*{}\r\n", args.len()).into_bytes();
         for arg in args {
-            request.extend(format!("${}\r\n{arg}\r\n", arg.len()).into_bytes());
+            request.extend(format!("${}\r\n", arg.len()).into_bytes());
+            request.extend_from_slice(arg);
+            request.extend_from_slice(b"\r\n");
         }
         stream.write_all(&request).ok()?;
         let mut reader = std::io::BufReader::new(stream);

@@ -113,3 +113,27 @@ fn redis_without_a_long_enough_shared_secret_is_refused_in_one_line() {
         }
     }
 }
+
+#[test]
+fn a_bad_redis_url_is_refused_without_repeating_its_password() {
+    for (flag, variable) in [(true, false), (false, true)] {
+        let url = "http://user:hunter2@redis.example:6379/0";
+        let mut command = gateway_command("info");
+        command.args(["--listen", "127.0.0.1:0"]);
+        if flag {
+            command.args(["--redis-url", url]);
+        }
+        if variable {
+            command.env("SKYPE_GATEWAY_REDIS_URL", url);
+        }
+        let mut gateway = GatewayProcess::spawn(command);
+        assert_eq!(gateway.wait_until_listening(), None);
+        let (status, log) = gateway.wait(Duration::from_secs(10));
+        assert_eq!(status.and_then(|s| s.code()), Some(2), "{log}");
+        assert!(
+            log.contains("--redis-url (SKYPE_GATEWAY_REDIS_URL)"),
+            "{log}"
+        );
+        assert!(!log.contains("hunter2"), "the password is printed: {log}");
+    }
+}
