@@ -106,11 +106,16 @@ impl fmt::Debug for BearerToken {
 }
 
 /// A keyed hash of a token: the only form in which a token is remembered.
-/// The key is random per process, so fingerprints mean nothing outside it.
+/// The key is random per process, so fingerprints mean nothing outside it; replicas sharing a
+/// cache derive it from their shared secret instead.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fingerprint([u8; 16]);
 
 impl Fingerprint {
+    pub fn to_bytes(self) -> [u8; 16] {
+        self.0
+    }
+
     pub fn to_hex(self) -> String {
         format!("{:032x}", u128::from_be_bytes(self.0))
     }
@@ -137,9 +142,12 @@ pub struct Fingerprinter {
 
 impl Fingerprinter {
     pub fn random() -> Self {
-        Fingerprinter {
-            key: rand::random(),
-        }
+        Fingerprinter::keyed(rand::random())
+    }
+
+    /// A fingerprinter with a given key: replicas sharing a cache agree on fingerprints.
+    pub fn keyed(key: [u8; 16]) -> Self {
+        Fingerprinter { key }
     }
 
     pub fn fingerprint(&self, token: impl AsRef<[u8]>) -> Fingerprint {

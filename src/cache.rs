@@ -81,6 +81,16 @@ impl ReportEntry {
         let hash = blake3::hash(&body);
         let etag = HeaderValue::from_str(&format!("\"{}\"", &hash.to_hex()[..32]))
             .expect("hex is a valid header value");
+        ReportEntry::from_parts(graph_etag, body, etag, validated_at)
+    }
+
+    /// An entry made elsewhere (by another replica, read from the shared cache).
+    pub fn from_parts(
+        graph_etag: Option<String>,
+        body: Bytes,
+        etag: HeaderValue,
+        validated_at: Instant,
+    ) -> ReportEntry {
         let weight = allocated(ARC_COUNTS + size_of::<ReportEntry>())
             + graph_etag.as_ref().map_or(0, |e| allocated(e.len()))
             + allocated(body.len())

@@ -1,7 +1,7 @@
 //! Configuration: every setting is a flag and an environment variable, parsed and checked once
 //! at start-up so that a bad value stops the program with one clear line.
 
-use std::{net::SocketAddr, num::NonZeroUsize, time::Duration};
+use std::{fmt, net::SocketAddr, num::NonZeroUsize, path::PathBuf, time::Duration};
 
 use clap::{CommandFactory, FromArgMatches, Parser, parser::ValueSource};
 use url::Url;
@@ -119,6 +119,38 @@ pub struct Config {
     #[arg(long, env = "SKYPE_GATEWAY_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Redis (or Valkey) shared by every replica: validated tokens, report entries, the single
+    /// flight of fetches, Graph's pauses and budget windows. `redis://[user:pass@]host:port/db`,
+    /// or `rediss://` for TLS. Without it, everything stays in this process.
+    #[arg(long, env = "SKYPE_GATEWAY_REDIS_URL", hide_env_values = true, value_parser = RedisUrlParser)]
+    pub redis_url: Option<RedisUrl>,
+
+    /// The secret every replica shares (at least 32 bytes): the keys that name and seal what is
+    /// kept in Redis are derived from it. Required with --redis-url.
+    #[arg(
+        long,
+        env = "SKYPE_GATEWAY_SHARED_SECRET",
+        hide_env_values = true,
+        conflicts_with = "shared_secret_file"
+    )]
+    pub shared_secret: Option<Secret>,
+
+    /// A file holding the shared secret (one trailing newline is ignored).
+    #[arg(long, env = "SKYPE_GATEWAY_SHARED_SECRET_FILE")]
+    pub shared_secret_file: Option<PathBuf>,
+
+    /// Prefix of every key the gateway writes in Redis.
+    #[arg(
+        long,
+        env = "SKYPE_GATEWAY_REDIS_KEY_PREFIX",
+        default_value = "skype-gateway:"
+    )]
+    pub redis_key_prefix: String,
+
+    /// Longest wait for one Redis command; a command that takes longer counts as Redis failing.
+    #[arg(long, env = "SKYPE_GATEWAY_REDIS_TIMEOUT", default_value = "100ms", value_parser = parse_duration)]
+    pub redis_timeout: Duration,
+
     /// Start an embedded Graph simulator on loopback and point the gateway at it.
     /// The variable takes true/false, 1/0, yes/no, on/off.
     #[arg(long, env = "SKYPE_GATEWAY_DEMO", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
@@ -190,12 +222,130 @@ impl Config {
         if self.max_report_bytes == 0 {
             return Err("--max-report-bytes must be greater than zero".into());
         }
+        if self.redis_url.is_some() {
+            if self.redis_timeout.is_zero() {
+                return Err("--redis-timeout must be greater than zero".into());
+            }
+            let secret = self.shared_secret()?;
+            let length = secret.as_ref().map_or(0, |s| s.0.len());
+            if length < MIN_SHARED_SECRET {
+                return Err(format!(
+                    "--redis-url (SKYPE_GATEWAY_REDIS_URL) needs --shared-secret \
+                     (SKYPE_GATEWAY_SHARED_SECRET) or --shared-secret-file of at least \
+                     {MIN_SHARED_SECRET} bytes; got {length}"
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The shared secret, from `--shared-secret` or read from `--shared-secret-file`.
+    pub fn shared_secret(&self) -> Result<Option<Secret>, String> {
+        if let Some(secret) = &self.shared_secret {
+            return Ok(Some(secret.clone()));
+        }
+        let Some(path) = &self.shared_secret_file else {
+            return Ok(None);
+        };
+        let mut bytes = std::fs::read(path)
+            .map_err(|e| format!("--shared-secret-file {}: {e}", path.display()))?;
+        // Files written by `echo` or an editor end with a newline that is not part of the secret.
+        if bytes.ends_with(b"\n") {
+            bytes.pop();
+            if bytes.ends_with(b"\r") {
+                bytes.pop();
+            }
+        }
+        Ok(Some(Secret(bytes)))
     }
 
     /// The defaults, as if no flag or variable were given; tests start from here.
     pub fn defaults() -> Config {
         Config::parse_from(["skype-gateway"])
+    }
+}
+
+/// The least shared secret accepted: 256 bits, as much as the keys derived from it.
+pub const MIN_SHARED_SECRET: usize = 32;
+
+/// A secret's bytes; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.as_bytes().to_vec()))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
+}
+
+/// Parses `--redis-url` with an error that does not repeat the value: clap's own would print
+/// the URL, password included.
+#[derive(Debug, Clone, Copy)]
+struct RedisUrlParser;
+
+impl clap::builder::TypedValueParser for RedisUrlParser {
+    type Value = RedisUrl;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<RedisUrl, clap::Error> {
+        let parsed = value
+            .to_str()
+            .ok_or_else(|| "is not UTF-8".to_owned())
+            .and_then(RedisUrl::parse);
+        parsed.map_err(|reason| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--redis-url (SKYPE_GATEWAY_REDIS_URL): {reason}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+}
+
+/// A Redis URL, printed without its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(Url);
+
+impl RedisUrl {
+    pub fn parse(s: &str) -> Result<RedisUrl, String> {
+        let url = Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+        if !matches!(url.scheme(), "redis" | "rediss") || url.host().is_none() {
+            return Err("must be redis://host:port/db or rediss://host:port/db".into());
+        }
+        Ok(RedisUrl(url))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.0.clone();
+        if shown.password().is_some() {
+            let _ = shown.set_password(Some("***"));
+        }
+        write!(f, "RedisUrl({shown})")
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = format!("{self:?}");
+        f.write_str(&shown["RedisUrl(".len()..shown.len() - 1])
     }
 }
 
@@ -321,6 +471,63 @@ mod tests {
         assert!(c.validate().unwrap_err().contains("--stale-ttl"));
         let c = parse(&["--fresh-ttl", "0s"]).unwrap();
         assert!(c.validate().unwrap_err().contains("--fresh-ttl"));
+    }
+
+    #[test]
+    fn redis_needs_a_shared_secret_of_32_bytes() {
+        let url = "redis://127.0.0.1:6379/0";
+        let err = parse(&["--redis-url", url])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(
+            err.contains("--shared-secret") && err.contains("got 0"),
+            "{err}"
+        );
+        let short = "s".repeat(31);
+        let c = parse(&["--redis-url", url, "--shared-secret", &short]).unwrap();
+        assert!(c.validate().unwrap_err().contains("got 31"));
+        let secret = "s".repeat(32);
+        let c = parse(&["--redis-url", url, "--shared-secret", &secret]).unwrap();
+        assert!(c.validate().is_ok());
+        assert_eq!(c.redis_key_prefix, "skype-gateway:");
+        assert_eq!(c.redis_timeout, Duration::from_millis(100));
+        assert!(
+            !format!("{c:?}").contains(&secret),
+            "the secret is never printed"
+        );
+        assert!(
+            parse(&["--redis-url", "http://x"])
+                .unwrap_err()
+                .contains("--redis-url")
+        );
+    }
+
+    #[test]
+    fn the_shared_secret_may_come_from_a_file_without_its_newline() {
+        let path = std::env::temp_dir().join(format!("secret-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&path, format!("{}\n", "k".repeat(32))).unwrap();
+        let file = path.to_str().unwrap();
+        let c = parse(&[
+            "--redis-url",
+            "rediss://redis.example:6380",
+            "--shared-secret-file",
+            file,
+        ])
+        .unwrap();
+        assert!(c.validate().is_ok());
+        assert_eq!(c.shared_secret().unwrap().unwrap().0.len(), 32);
+        std::fs::remove_file(&path).unwrap();
+        let err = c.validate().unwrap_err();
+        assert!(err.contains("--shared-secret-file"), "{err}");
+    }
+
+    #[test]
+    fn a_redis_password_is_not_printed() {
+        let c = parse(&["--redis-url", "rediss://user:hunter2@redis.example:6380/0"]).unwrap();
+        let url = c.redis_url.as_ref().unwrap();
+        assert_eq!(url.to_string(), "rediss://user:***@redis.example:6380/0");
+        assert!(!format!("{c:?}").contains("hunter2"));
     }
 
     #[test]

@@ -9,5 +9,6 @@ pub mod metrics;
 pub mod report;
 pub mod routes;
 pub mod service;
+pub mod shared;
 pub mod startup;
 pub mod telemetry;

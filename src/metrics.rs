@@ -25,6 +25,14 @@ const UPSTREAM_BUCKETS: &[f64] = &[
 /// The reasons of `skype_gateway_upstream_deferred_total`.
 pub const DEFER_REASONS: [&str; 3] = ["paused", "budget", "overloaded"];
 
+/// The results of `skype_gateway_shared_cache_lookups_total`.
+pub const SHARED_LOOKUP_RESULTS: [&str; 3] = ["hit", "miss", "error"];
+
+/// The operations of `skype_gateway_redis_errors_total`: reading a request's facts, writing
+/// an entry, taking and releasing a flight's lock, waiting on another replica's, the budget's
+/// books, and the ping.
+pub const REDIS_OPS: [&str; 7] = ["read", "write", "lock", "unlock", "poll", "budget", "ping"];
+
 pub struct Metrics {
     registry: Registry,
     /// Answers by method, route template and status code.
@@ -53,6 +61,13 @@ pub struct Metrics {
     /// Client connections closed, while waiting for a request, to make room for a new one at
     /// `--max-connections`.
     pub connections_evicted: IntCounter,
+    /// Looks into the shared cache on Redis, by result: `hit` (Redis knew the token, a
+    /// refusal or the report), `miss`, `error` (no answer in time, or the breaker open).
+    pub shared_cache_lookups: IntCounterVec,
+    /// Redis commands that failed or timed out, by operation.
+    pub redis_errors: IntCounterVec,
+    /// 1 while the shared cache is in use; 0 while Redis fails, and without `--redis-url`.
+    pub redis_available: IntGauge,
 }
 
 impl Metrics {
@@ -131,6 +146,27 @@ impl Metrics {
                 "Client connections waiting for a request closed to make room for a new one.",
             )
             .expect("valid metric"),
+            shared_cache_lookups: IntCounterVec::new(
+                Opts::new(
+                    "skype_gateway_shared_cache_lookups_total",
+                    "Looks into the shared cache on Redis, by result.",
+                ),
+                &["result"],
+            )
+            .expect("valid metric"),
+            redis_errors: IntCounterVec::new(
+                Opts::new(
+                    "skype_gateway_redis_errors_total",
+                    "Redis commands that failed or timed out, by operation.",
+                ),
+                &["op"],
+            )
+            .expect("valid metric"),
+            redis_available: IntGauge::new(
+                "skype_gateway_redis_available",
+                "1 while the shared cache on Redis is in use, else 0.",
+            )
+            .expect("valid metric"),
             registry,
         };
         metrics.register_all();
@@ -142,7 +178,13 @@ impl Metrics {
         for reason in DEFER_REASONS {
             self.upstream_deferred.with_label_values(&[reason]);
         }
-        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+        for result in SHARED_LOOKUP_RESULTS {
+            self.shared_cache_lookups.with_label_values(&[result]);
+        }
+        for op in REDIS_OPS {
+            self.redis_errors.with_label_values(&[op]);
+        }
+        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
             Box::new(self.http_requests.clone()),
             Box::new(self.http_request_duration.clone()),
             Box::new(self.cache_lookups.clone()),
@@ -153,6 +195,9 @@ impl Metrics {
             Box::new(self.cache_entries.clone()),
             Box::new(self.cache_bytes.clone()),
             Box::new(self.connections_evicted.clone()),
+            Box::new(self.shared_cache_lookups.clone()),
+            Box::new(self.redis_errors.clone()),
+            Box::new(self.redis_available.clone()),
         ];
         for c in collectors {
             self.registry.register(c).expect("metric names are unique");
@@ -176,6 +221,14 @@ impl Metrics {
     pub fn record_cache(&self, status: CacheStatus) {
         // `CacheStatus::ALL` lists the variants in declaration order, so this is its series.
         self.cache_lookup_series[status as usize].inc();
+    }
+
+    pub fn record_shared_lookup(&self, result: &str) {
+        self.shared_cache_lookups.with_label_values(&[result]).inc();
+    }
+
+    pub fn record_redis_error(&self, op: &str) {
+        self.redis_errors.with_label_values(&[op]).inc();
     }
 
     pub fn record_deferred(&self, reason: &str) {

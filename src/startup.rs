@@ -24,6 +24,7 @@ use crate::{
     metrics::Metrics,
     routes::{self, health::Readiness},
     service::{AdmissionSettings, BudgetSettings, ReportService, Reports, ServiceSettings},
+    shared::{SharedCache, SharedSettings},
     telemetry,
 };
 
@@ -53,6 +54,37 @@ impl Application {
             stale: config.stale_ttl,
         };
         let caches = Caches::new(config.cache_max_bytes, freshness);
+        let budget = BudgetSettings {
+            per_app: config.graph_budget,
+            per_tenant: config.graph_tenant_budget,
+            reserve: config.graph_budget_reserve,
+        };
+        let shared = match &config.redis_url {
+            Some(url) => {
+                let secret = config
+                    .shared_secret()
+                    .map_err(std::io::Error::other)?
+                    .ok_or_else(|| std::io::Error::other("--redis-url needs --shared-secret"))?;
+                let shared = SharedCache::new(
+                    SharedSettings {
+                        url: url.as_str().to_owned(),
+                        secret: secret.0,
+                        prefix: config.redis_key_prefix.clone(),
+                        timeout: config.redis_timeout,
+                        budget,
+                        stale_ttl: config.stale_ttl,
+                        fresh_ttl: config.fresh_ttl,
+                        upstream_timeout: config.upstream_timeout,
+                    },
+                    Arc::clone(&metrics),
+                )
+                .map_err(std::io::Error::other)?;
+                shared.watch();
+                info!("sharing the cache on Redis at {url}");
+                Some(shared)
+            }
+            None => None,
+        };
         let service = Arc::new(ReportService::new(
             caches,
             Arc::clone(&metrics),
@@ -66,12 +98,9 @@ impl Application {
                     max_retries: config.max_retries,
                     max_wait: config.max_retry_wait,
                 },
-                budget: BudgetSettings {
-                    per_app: config.graph_budget,
-                    per_tenant: config.graph_tenant_budget,
-                    reserve: config.graph_budget_reserve,
-                },
+                budget,
             },
+            shared,
         ));
         let settings = Arc::new(UpstreamSettings {
             graph_base_url: config.graph_base_url.clone(),

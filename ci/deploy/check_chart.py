@@ -15,7 +15,9 @@ What it does, in order:
      optional objects present exactly when enabled, ...).
   4. Renders with each file in ci/deploy/invalid-values/ and asserts that Helm REJECTS it with
      the error named in the file's `# expect-error:` line.
-  5. Self-tests: a manifest with a misspelt field must fail both validators, so a validator that
+  5. Renders with extraEnv setting each variable the chart manages (config, demo, sharedCache)
+     and asserts that Helm rejects each one, so none can be set twice or around its value.
+  6. Self-tests: a manifest with a misspelt field must fail both validators, so a validator that
      silently passes everything is noticed.
 
 Nothing here touches the network: Helm renders offline, kubernetes-validate and the
@@ -81,6 +83,22 @@ CONFIG_ENV = {
 }
 # Set by the demo itself (the simulator's URL), so the chart leaves them out in demo mode.
 DEMO_OMITTED = {"graphBaseUrl", "downloadAllowlist"}
+
+# sharedCache: keys naming an entry of the operator's Secret -> the variable read from it, and
+# plain settings -> their variable (absent when null). With the rest, exactly the chart's keys.
+SHARED_CACHE_SECRET_ENV = {
+    "urlKey": "SKYPE_GATEWAY_REDIS_URL",
+    "secretKey": "SKYPE_GATEWAY_SHARED_SECRET",
+}
+SHARED_CACHE_ENV = {
+    "keyPrefix": "SKYPE_GATEWAY_REDIS_KEY_PREFIX",
+    "timeout": "SKYPE_GATEWAY_REDIS_TIMEOUT",
+}
+SHARED_CACHE_OTHER_KEYS = {"enabled", "existingSecret", "port", "egressTo"}
+# Variables the gateway reads that the chart never sets, yet must keep extraEnv from setting:
+# --demo is passed as an argument, and a secret file would conflict with the secret from the
+# Secret.
+CHART_OMITTED_ENV = ("SKYPE_GATEWAY_DEMO", "SKYPE_GATEWAY_SHARED_SECRET_FILE")
 
 STANDARD_LABELS = (
     "helm.sh/chart",
@@ -226,23 +244,43 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
-def expected_env(values: dict[str, Any]) -> dict[str, str | None]:
-    """Env var -> expected value (None: must be absent), computed from the merged values."""
+def expected_env(values: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
+    """Env var -> the EnvVar expected in the container (None: must be absent), computed from the
+    merged values. Every variable the chart manages is a key, set or not."""
     config = values["config"]
     demo = values["demo"]["enabled"]
-    env: dict[str, str | None] = {"SKYPE_GATEWAY_LISTEN": f"0.0.0.0:{int(values['containerPort'])}"}
+    plain: dict[str, str | None] = {"SKYPE_GATEWAY_LISTEN": f"0.0.0.0:{int(values['containerPort'])}"}
     for key, var in CONFIG_ENV.items():
         value = config.get(key)
         if demo and key in DEMO_OMITTED:
-            env[var] = None
+            plain[var] = None
         elif value is None:
-            env[var] = None
+            plain[var] = None
         elif key == "downloadAllowlist":
-            env[var] = ",".join(value)
+            plain[var] = ",".join(value)
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            env[var] = str(int(value))
+            plain[var] = str(int(value))
         else:
-            env[var] = str(value)
+            plain[var] = str(value)
+    shared = values["sharedCache"]
+    for key, var in SHARED_CACHE_ENV.items():
+        value = shared.get(key)
+        plain[var] = str(value) if shared["enabled"] and value is not None else None
+    for var in CHART_OMITTED_ENV:
+        plain[var] = None
+    env: dict[str, dict[str, Any] | None] = {
+        var: None if value is None else {"name": var, "value": value} for var, value in plain.items()
+    }
+    # Only ever a reference: the URL (which may carry a password) and the secret stay in the Secret.
+    for key, var in SHARED_CACHE_SECRET_ENV.items():
+        env[var] = (
+            {
+                "name": var,
+                "valueFrom": {"secretKeyRef": {"name": shared["existingSecret"], "key": shared[key]}},
+            }
+            if shared["enabled"]
+            else None
+        )
     return env
 
 
@@ -301,17 +339,17 @@ def check_rendering(res: Results, name: str, values: dict[str, Any], manifests) 
 
     # Env: each config value reaches its variable; nothing unexpected with the app's prefix.
     env_list = container.get("env", [])
-    env = {e["name"]: e.get("value") for e in env_list}
+    env = {e["name"]: e for e in env_list}
     names = [e["name"] for e in env_list]
     res.check(len(names) == len(set(names)), f"{prefix} no env var is set twice: {names}")
     for var, want in expected_env(values).items():
         if want is None:
             res.check(var not in env, f"{prefix} env {var} absent (got {env.get(var)!r})")
         else:
-            res.check(env.get(var) == want, f"{prefix} env {var} == {want!r} (got {env.get(var)!r})")
+            res.check(env.get(var) == want, f"{prefix} env {var}: {want!r} (got {env.get(var)!r})")
     managed = set(expected_env(values)) | {e["name"] for e in values.get("extraEnv", [])}
     stray = [n for n in names if n not in managed]
-    res.check(not stray, f"{prefix} no env var beyond config and extraEnv: {stray}")
+    res.check(not stray, f"{prefix} no env var beyond the chart's settings and extraEnv: {stray}")
     for extra in values.get("extraEnv", []):
         res.check(
             any(e == extra for e in env_list), f"{prefix} extraEnv {extra['name']} passed through as given"
@@ -513,11 +551,24 @@ def check_rendering(res: Results, name: str, values: dict[str, Any], manifests) 
         res.check(
             ingress[0].get("from", []) == want_from, f"{prefix} NetworkPolicy ingress.from as configured"
         )
+        shared = values["sharedCache"]
+        want_ports = [(53, "TCP"), (53, "UDP"), (443, "TCP")]
+        if shared["enabled"]:
+            want_ports.append((shared["port"], "TCP"))
         egress_ports = sorted((p["port"], p["protocol"]) for rule in spec["egress"] for p in rule["ports"])
         res.check(
-            egress_ports == [(53, "TCP"), (53, "UDP"), (443, "TCP")],
-            f"{prefix} NetworkPolicy egress is DNS + 443 only (got {egress_ports})",
+            egress_ports == sorted(want_ports),
+            f"{prefix} NetworkPolicy egress is DNS + 443{' + Redis' if shared['enabled'] else ''} only "
+            f"(got {egress_ports})",
         )
+        if shared["enabled"]:
+            redis_port = [{"port": shared["port"], "protocol": "TCP"}]
+            redis_rules = [rule for rule in spec["egress"] if rule["ports"] == redis_port]
+            res.check(
+                len(redis_rules) == 1 and redis_rules[0].get("to", []) == shared["egressTo"],
+                f"{prefix} NetworkPolicy egress to Redis: TCP {shared['port']} to sharedCache.egressTo "
+                f"(got {redis_rules})",
+            )
         test_pods = [m for _, m in manifests if is_test_hook(m)]
         if values["networkPolicy"]["ingress"]["allowHelmTest"] and want_from:
             res.check(
@@ -584,6 +635,16 @@ def main() -> int:
         config_keys == set(CONFIG_ENV),
         f"values.yaml config keys == the gateway's settings (extra: {sorted(config_keys - set(CONFIG_ENV))}, "
         f"missing: {sorted(set(CONFIG_ENV) - config_keys)})",
+    )
+    shared_keys = set(defaults["sharedCache"])
+    known_shared = set(SHARED_CACHE_SECRET_ENV) | set(SHARED_CACHE_ENV) | SHARED_CACHE_OTHER_KEYS
+    res.check(
+        shared_keys == known_shared,
+        f"values.yaml sharedCache keys == the ones checked (extra: {sorted(shared_keys - known_shared)}, "
+        f"missing: {sorted(known_shared - shared_keys)})",
+    )
+    res.check(
+        defaults["sharedCache"]["enabled"] is False, "sharedCache is off by default (in-process cache only)"
     )
 
     # A values file that is not even YAML is a failure of its own, not a crash.
@@ -667,6 +728,20 @@ def main() -> int:
                 f"  {path.name}: {'rejected' if ok else 'rejected for another reason'} "
                 f"({type(e).__name__}): {message[:160]}"
             )
+
+    print("\n== extraEnv may not set a variable the chart manages")
+    managed_env = sorted(expected_env(chart.merge_values({})))
+    refused = []
+    for var in managed_env:
+        try:
+            render(chart, {"extraEnv": [{"name": var, "value": "x"}]})
+            res.check(False, f"extraEnv {var}: rendered, but the chart manages it")
+        except helm.HelmRenderError as e:
+            if res.check(
+                f"extraEnv sets {var}," in str(e), f"extraEnv {var}: rejected for another reason: {e}"
+            ):
+                refused.append(var)
+    print(f"  {len(refused)} of {len(managed_env)} chart-managed variables refused")
 
     print("\n== validator self-tests (a misspelt field must fail)")
     rendered = render(chart, load_values(CI_VALUES / "monitoring-netpol-values.yaml"))

@@ -30,7 +30,7 @@ impl Rate {
     /// at most a second. Graph counts a call when it arrives, a moment after the gateway started
     /// it; without the margin the call that a sliding window frees could reach Graph a moment
     /// before Graph's own window has let the oldest call go.
-    fn hold(self) -> Duration {
+    pub fn hold(self) -> Duration {
         self.per + (self.per / 50).min(Duration::from_secs(1))
     }
 

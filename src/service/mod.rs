@@ -32,7 +32,8 @@ use tokio::sync::{Notify, oneshot};
 
 pub use admission::{Admission, AdmissionSettings, Priority, Rejected};
 pub use budget::{
-    Budget, BudgetKey, BudgetSettings, DEFAULT_PAUSE, DeferReason, Deferral, Need, Rate,
+    Budget, BudgetKey, BudgetSettings, DEFAULT_PAUSE, DeferReason, Deferral, Need,
+    PROVISIONAL_POLL, Rate,
 };
 pub use decision::{CacheStatus, EntryState, Outcome, TokenState, Verdict, decide};
 pub use upstream::Upstream;
@@ -44,6 +45,7 @@ use crate::{
     graph::{Fetched, GraphClient, GraphError, REPORT_FUNCTION, ReportCall, RetryPolicy},
     metrics::Metrics,
     report::{Period, parse_report},
+    shared::{self, SharedCache, SharedSlot, StoredReport, Taken, Turn},
 };
 
 /// A report answer: the cached entry and how it was obtained.
@@ -115,8 +117,9 @@ struct FetchJob {
     key: ReportKey,
     token: BearerToken,
     expires_at: Option<u64>,
-    /// Where the call waits for a slot if it must.
-    priority: Priority,
+    /// Where the call waits for a slot if it must; raised to `Validated` once the shared cache
+    /// says Graph accepted the token on another replica.
+    priority: std::cell::Cell<Priority>,
     /// Whose budget the call spends.
     budget_key: BudgetKey,
     request_id: String,
@@ -178,18 +181,30 @@ pub struct ReportService {
     settings: ServiceSettings,
     /// Fetches under way, by (token, period): concurrent requests share one.
     in_flight: Mutex<HashMap<(Fingerprint, Period), Flight>>,
+    /// The cache the replicas share, behind this one, with `--redis-url`.
+    shared: Option<Arc<SharedCache>>,
 }
 
 impl ReportService {
-    pub fn new(caches: Caches, metrics: Arc<Metrics>, settings: ServiceSettings) -> ReportService {
+    pub fn new(
+        caches: Caches,
+        metrics: Arc<Metrics>,
+        settings: ServiceSettings,
+        shared: Option<Arc<SharedCache>>,
+    ) -> ReportService {
+        // Replicas sharing a cache name a token alike; alone, the key is this process' own.
+        let fingerprinter = shared.as_ref().map_or_else(Fingerprinter::random, |s| {
+            Fingerprinter::keyed(s.fingerprint_key())
+        });
         ReportService {
             caches,
-            fingerprinter: Fingerprinter::random(),
+            fingerprinter,
             metrics,
             admission: Admission::new(settings.admission),
             budget: Budget::new(settings.budget),
             settings,
             in_flight: Mutex::new(HashMap::new()),
+            shared,
         }
     }
 
@@ -251,7 +266,7 @@ impl ReportService {
                     key,
                     token: token.clone(),
                     expires_at,
-                    priority,
+                    priority: std::cell::Cell::new(priority),
                     budget_key,
                     request_id: request_id.to_owned(),
                     deadline: now + self.settings.upstream_timeout,
@@ -332,25 +347,89 @@ impl ReportService {
         callers: &Callers,
         answer: &mut Option<oneshot::Sender<FetchResult>>,
     ) -> FetchResult {
-        let token = token_state(self.caches.validated_token(&job.fp).await.is_some());
-        let cached = self.caches.report(&job.key).await;
-        let entry = self.entry_state(cached.as_deref(), Instant::now());
-
-        let etag = match decide(token, entry, None) {
-            Verdict::Hit => {
-                let cached = cached.expect("a hit has an entry");
-                return Ok(self.served(cached, CacheStatus::Hit, Instant::now()));
+        let waits = Waits {
+            service: self,
+            job: &job,
+            callers,
+        };
+        let mut lock = None;
+        let (token, entry, cached) = loop {
+            let known = self.facts(&job).await;
+            if known.token == TokenState::Validated {
+                job.priority.set(Priority::Validated);
             }
+            let entry = self.entry_state(known.cached.as_deref(), Instant::now());
+            match decide(known.token, entry, None) {
+                Verdict::Hit => {
+                    let cached = known.cached.expect("a hit has an entry");
+                    return Ok(self.served(cached, CacheStatus::Hit, Instant::now()));
+                }
+                Verdict::Refuse => {
+                    let refusal = known.refusal.expect("a refusal was remembered");
+                    return Err(refused(&refusal));
+                }
+                _ => {}
+            }
+            // Across replicas, too, one fetch per flight: the others wait for it to land.
+            let start_by = job.deadline.checked_sub(self.min_call_time());
+            let (Some(shared), Some(start_by)) = (&self.shared, start_by) else {
+                break (known.token, entry, known.cached);
+            };
+            let flight = shared::Flight {
+                fp: job.fp,
+                key: &job.key,
+                validated: known.token == TokenState::Validated,
+            };
+            match shared.lock(&flight).await {
+                Turn::Ours(held) => {
+                    lock = Some(held);
+                    break (known.token, entry, known.cached);
+                }
+                Turn::Alone => break (known.token, entry, known.cached),
+                Turn::Theirs if Instant::now() >= start_by => {
+                    break (known.token, entry, known.cached);
+                }
+                // Wait for it to land, then read what it stored; a known user is answered
+                // stale meanwhile rather than wait through another replica's retries.
+                Turn::Theirs => {
+                    if may_stand_in(known.token, entry) {
+                        self.answer_stale(known.cached.as_ref(), answer);
+                    }
+                    waits
+                        .until(shared.wait_released(&flight, start_by))
+                        .await
+                        .ok_or_else(all_gone)?;
+                }
+            }
+        };
+        let result = self
+            .fetch(upstream, &job, &waits, (token, entry, cached), answer)
+            .await;
+        if let (Some(shared), Some(lock)) = (&self.shared, lock) {
+            shared.release(lock).await;
+        }
+        result
+    }
+
+    /// The flight's calls to Graph and the verdict on the last answer, carried out.
+    async fn fetch(
+        &self,
+        upstream: &impl Upstream,
+        job: &FetchJob,
+        waits: &Waits<'_>,
+        (token, entry, cached): (TokenState, EntryState, Option<Arc<ReportEntry>>),
+        answer: &mut Option<oneshot::Sender<FetchResult>>,
+    ) -> FetchResult {
+        let etag = match decide(token, entry, None) {
             Verdict::Revalidate => cached.as_ref().and_then(|e| e.graph_etag.as_deref()),
             _ => None,
         };
         // Whether this caller may be served the entry should Graph fail: then it waits for
         // nothing, and the call may not spend the budget's reserve.
-        let may_stand_in = decide(token, entry, Some(Outcome::Transient)) == Verdict::ServeStale;
+        let may_stand_in = may_stand_in(token, entry);
         let answer_stale = |answer: &mut Option<oneshot::Sender<FetchResult>>| {
-            if may_stand_in && let (Some(cached), Some(tx)) = (&cached, answer.take()) {
-                let stale = self.served(Arc::clone(cached), CacheStatus::Stale, Instant::now());
-                let _ = tx.send(Ok(stale));
+            if may_stand_in {
+                self.answer_stale(cached.as_ref(), answer);
             }
         };
 
@@ -366,18 +445,11 @@ impl ReportService {
         } else {
             Need::Required
         };
-        let waits = Waits {
-            service: self,
-            job: &job,
-            callers,
-        };
         let Some((attempt, sent_at)) = self
-            .call_with_retries(upstream, call, &waits, need, || answer_stale(answer))
+            .call_with_retries(upstream, call, waits, need, || answer_stale(answer))
             .await
         else {
-            return Err(ApiError::UpstreamUnavailable(
-                "every caller of this fetch went away".into(),
-            ));
+            return Err(all_gone());
         };
         let outcome = match &attempt {
             Attempt::Answered(Ok(Fetched::NotModified)) => Outcome::NotModified,
@@ -390,21 +462,26 @@ impl ReportService {
         match decide(token, entry, Some(outcome)) {
             Verdict::Confirm => {
                 let seen = cached.expect("a confirmation has an entry");
-                self.remember(&job).await;
-                let current = self.caches.confirm_report(job.key, &seen, sent_at).await;
+                self.remember(job).await;
+                let current = self
+                    .caches
+                    .confirm_report(job.key.clone(), &seen, sent_at)
+                    .await;
+                self.share_report(&job.key, &current).await;
                 Ok(self.served(current, CacheStatus::Revalidated, Instant::now()))
             }
             Verdict::Store => {
                 let Attempt::Answered(Ok(Fetched::Report { etag, csv })) = attempt else {
                     unreachable!("a report is stored only when Graph sent one")
                 };
-                self.remember(&job).await;
+                self.remember(job).await;
                 let report = parse_report(&csv, job.key.period).map_err(|e| {
                     warn!("Graph's {} report does not parse: {e}", job.key.period);
                     ApiError::InvalidReport(e.to_string())
                 })?;
                 let entry = Arc::new(ReportEntry::new(etag, &report, sent_at));
-                let current = self.caches.store_report(job.key, entry).await;
+                let current = self.caches.store_report(job.key.clone(), entry).await;
+                self.share_report(&job.key, &current).await;
                 Ok(self.served(current, CacheStatus::Miss, Instant::now()))
             }
             Verdict::ServeStale => {
@@ -469,8 +546,8 @@ impl ReportService {
             };
             let sent_at = Instant::now();
             // A token Graph has not judged yet holds its place only until Graph answers.
-            let provisional = waits.job.priority != Priority::Validated;
-            let slot = match self.budget.take(key, need, provisional, sent_at) {
+            let provisional = waits.job.priority.get() != Priority::Validated;
+            let slot = match self.take_budget(key, need, provisional, sent_at).await {
                 Ok(slot) => slot,
                 Err(deferral) => {
                     drop(permit);
@@ -495,7 +572,7 @@ impl ReportService {
             drop(permit);
             let err = match answered {
                 Ok(fetched) => {
-                    self.budget.confirm(slot);
+                    self.confirm_budget(slot).await;
                     return Some((Attempt::Answered(Ok(fetched)), sent_at));
                 }
                 Err(err) => err,
@@ -505,15 +582,18 @@ impl ReportService {
                 // nobody's budget.
                 GraphError::Refused {
                     status: 401 | 403, ..
-                } => self.budget.give_back(slot),
+                } => self.give_back_budget(slot).await,
                 GraphError::Throttled { retry_after, .. } => {
-                    self.budget.confirm(slot);
+                    self.confirm_budget(slot).await;
                     let pause = retry_after.unwrap_or(DEFAULT_PAUSE);
                     warn!("Graph throttles this app's report calls: pausing them for {pause:?}");
                     self.budget.pause(key, pause, Instant::now());
+                    if let Some(shared) = &self.shared {
+                        shared.pause(key, pause).await;
+                    }
                 }
                 // Whether Graph counted a call it failed is unknown: it counts.
-                _ => self.budget.confirm(slot),
+                _ => self.confirm_budget(slot).await,
             }
             // Without Graph's figure, the caller is told the pause the gateway keeps.
             let err = match err {
@@ -558,11 +638,11 @@ impl ReportService {
         let Some(start_by) = job.deadline.checked_sub(self.min_call_time()) else {
             return Some(Err(Rejected::TimedOut));
         };
-        let mut admit = std::pin::pin!(self.admission.admit(job.priority, start_by));
+        let mut admit = std::pin::pin!(self.admission.admit(job.priority.get(), start_by));
         if let Poll::Ready(admitted) = futures_util::poll!(admit.as_mut()) {
             return Some(admitted);
         }
-        if job.priority == Priority::Validated {
+        if job.priority.get() == Priority::Validated {
             early();
         }
         waits.until(admit).await
@@ -607,6 +687,9 @@ impl ReportService {
                 code: code.clone(),
                 message: message.clone(),
             };
+            if let Some(shared) = &self.shared {
+                shared.refuse_token(fp, &refusal).await;
+            }
             self.caches.refuse_token(fp, refusal).await;
         }
     }
@@ -627,7 +710,134 @@ impl ReportService {
             app: Arc::clone(&job.budget_key.app),
             expires_at: job.expires_at,
         };
+        if let Some(shared) = &self.shared {
+            shared.remember_token(job.fp, &entry).await;
+        }
         self.caches.remember_token(job.fp, entry).await;
+    }
+
+    /// What this replica and the shared cache know of the flight's token and report. Redis
+    /// is asked only when this replica alone cannot serve the request; what it knows is kept
+    /// here too, so the next request needs no Redis.
+    async fn facts(&self, job: &FetchJob) -> Known {
+        let mut validated = self.caches.validated_token(&job.fp).await.is_some();
+        let mut refusal = match validated {
+            true => None,
+            false => self.caches.refusal(&job.fp).await,
+        };
+        let mut cached = self.caches.report(&job.key).await;
+        let fresh = cached
+            .as_ref()
+            .is_some_and(|e| self.caches.freshness.is_fresh(e.age()));
+        let servable_here = (validated && fresh) || refusal.is_some();
+        if let Some(shared) = self.shared.as_ref().filter(|_| !servable_here)
+            && let Some(facts) = shared.facts(job.fp, &job.key).await
+        {
+            // The partition is the one this replica computed: a record naming another is
+            // ignored.
+            if let Some(token) = facts
+                .token
+                .filter(|t| !validated && t.tenant == job.key.tenant && t.app == job.budget_key.app)
+            {
+                self.caches.remember_token(job.fp, token).await;
+                validated = true;
+            }
+            // Graph's latest word on the token: another replica's refusal stands over a
+            // validation this replica still remembers (a validation clears the refusal).
+            if let Some(theirs) = facts.refusal {
+                self.caches.refuse_token(job.fp, theirs.clone()).await;
+                refusal = Some(Arc::new(theirs));
+                validated = false;
+            }
+            if let Some(stored) = facts.report {
+                let validated_at = shared::unix_ms_to_instant(stored.validated_ms);
+                if cached
+                    .as_ref()
+                    .is_none_or(|c| validated_at > c.validated_at)
+                {
+                    let entry = Arc::new(ReportEntry::from_parts(
+                        stored.graph_etag,
+                        stored.body,
+                        stored.etag,
+                        validated_at,
+                    ));
+                    cached = Some(self.caches.store_report(job.key.clone(), entry).await);
+                }
+            }
+        }
+        let token = match (validated, &refusal) {
+            (true, _) => TokenState::Validated,
+            (false, Some(_)) => TokenState::RecentlyRefused,
+            (false, None) => TokenState::Unknown,
+        };
+        Known {
+            token,
+            cached,
+            refusal,
+        }
+    }
+
+    /// Puts the entry now current for `key` in the shared cache, for the other replicas.
+    async fn share_report(&self, key: &ReportKey, entry: &ReportEntry) {
+        if let Some(shared) = &self.shared {
+            let stored = StoredReport {
+                graph_etag: entry.graph_etag.as_deref().map(str::to_owned),
+                etag: entry.etag.clone(),
+                body: entry.body.clone(),
+                validated_ms: shared::instant_to_unix_ms(entry.validated_at),
+            };
+            shared.store_report(key, &stored).await;
+        }
+    }
+
+    /// Answers the flight's callers with the stale entry now, if they have not been answered.
+    fn answer_stale(
+        &self,
+        cached: Option<&Arc<ReportEntry>>,
+        answer: &mut Option<oneshot::Sender<FetchResult>>,
+    ) {
+        if let (Some(cached), Some(tx)) = (cached, answer.take()) {
+            let stale = self.served(Arc::clone(cached), CacheStatus::Stale, Instant::now());
+            let _ = tx.send(Ok(stale));
+        }
+    }
+
+    /// Counts a call in this replica's books and, with Redis, in the shared ones: both must
+    /// have room. Redis not answering leaves this replica's books alone to decide.
+    async fn take_budget(
+        &self,
+        key: &BudgetKey,
+        need: Need,
+        provisional: bool,
+        now: Instant,
+    ) -> Result<Slots, Deferral> {
+        let local = self.budget.take(key, need, provisional, now)?;
+        let shared = match &self.shared {
+            Some(shared) => match shared.take_budget(key, need, provisional).await {
+                Taken::Slot(slot) => Some(slot),
+                Taken::Unavailable => None,
+                Taken::Deferred(deferral) => {
+                    self.budget.give_back(local);
+                    return Err(deferral);
+                }
+            },
+            None => None,
+        };
+        Ok(Slots { local, shared })
+    }
+
+    async fn confirm_budget(&self, slots: Slots) {
+        self.budget.confirm(slots.local);
+        if let (Some(shared), Some(slot)) = (&self.shared, slots.shared) {
+            shared.confirm_budget(&slot).await;
+        }
+    }
+
+    async fn give_back_budget(&self, slots: Slots) {
+        self.budget.give_back(slots.local);
+        if let (Some(shared), Some(slot)) = (&self.shared, slots.shared) {
+            shared.give_back_budget(&slot).await;
+        }
     }
 
     fn served(&self, entry: Arc<ReportEntry>, status: CacheStatus, now: Instant) -> Served {
@@ -657,7 +867,7 @@ struct Waits<'a> {
 impl Waits<'_> {
     /// `future`'s output, or `None` once the flight is abandoned.
     async fn until<T>(&self, future: impl Future<Output = T>) -> Option<T> {
-        if self.job.priority == Priority::Validated {
+        if self.job.priority.get() == Priority::Validated {
             return Some(future.await);
         }
         let mut future = std::pin::pin!(future);
@@ -676,6 +886,28 @@ impl Waits<'_> {
     async fn sleep(&self, wait: Duration) -> Option<()> {
         self.until(tokio::time::sleep(wait)).await
     }
+}
+
+/// What the flight knows before it calls Graph.
+struct Known {
+    token: TokenState,
+    cached: Option<Arc<ReportEntry>>,
+    refusal: Option<Arc<Refusal>>,
+}
+
+/// A call counted in this replica's books and, when Redis answered, in the shared ones.
+struct Slots {
+    local: budget::Slot,
+    shared: Option<SharedSlot>,
+}
+
+/// Whether the callers may be served the entry should Graph fail.
+fn may_stand_in(token: TokenState, entry: EntryState) -> bool {
+    decide(token, entry, Some(Outcome::Transient)) == Verdict::ServeStale
+}
+
+fn all_gone() -> ApiError {
+    ApiError::UpstreamUnavailable("every caller of this fetch went away".into())
 }
 
 /// What came of trying to call Graph.
@@ -730,14 +962,6 @@ fn priority_of(claims: &Claims) -> Priority {
         Priority::Plausible
     } else {
         Priority::Unlikely
-    }
-}
-
-fn token_state(validated: bool) -> TokenState {
-    if validated {
-        TokenState::Validated
-    } else {
-        TokenState::Unknown
     }
 }
 

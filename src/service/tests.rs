@@ -151,6 +151,7 @@ impl Harness {
             caches,
             Arc::new(Metrics::new()),
             settings,
+            None,
         ));
         Harness {
             reports: Rc::new(Reports::new(service, Scripted::default())),

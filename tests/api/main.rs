@@ -9,6 +9,8 @@ mod errors;
 mod hardening;
 mod helpers;
 mod operations;
+mod redis;
 mod reports;
 mod security;
+mod shared;
 mod startup;

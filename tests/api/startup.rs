@@ -84,3 +84,56 @@ fn demo_stops_at_once_on_sigint_without_the_drain() {
     assert!(started.elapsed() < Duration::from_secs(2), "{log}");
     assert!(!log.contains("draining"), "{log}");
 }
+
+#[test]
+fn redis_without_a_long_enough_shared_secret_is_refused_in_one_line() {
+    for secret in [None, Some("31 bytes, one short of the 32!!")] {
+        let mut command = gateway_command("info");
+        command.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--redis-url",
+            "redis://127.0.0.1:6379/0",
+        ]);
+        if let Some(secret) = secret {
+            command.env("SKYPE_GATEWAY_SHARED_SECRET", secret);
+        }
+        let mut gateway = GatewayProcess::spawn(command);
+        assert_eq!(gateway.wait_until_listening(), None);
+        let (status, log) = gateway.wait(Duration::from_secs(10));
+        assert_eq!(status.and_then(|s| s.code()), Some(2), "{log}");
+        let got = secret.map_or(0, str::len);
+        let line = format!(
+            "error: --redis-url (SKYPE_GATEWAY_REDIS_URL) needs --shared-secret \
+             (SKYPE_GATEWAY_SHARED_SECRET) or --shared-secret-file of at least 32 bytes; got {got}"
+        );
+        assert_eq!(log.trim_end(), line, "one line, naming the flags");
+        if let Some(secret) = secret {
+            assert!(!log.contains(secret), "the secret is not printed");
+        }
+    }
+}
+
+#[test]
+fn a_bad_redis_url_is_refused_without_repeating_its_password() {
+    for (flag, variable) in [(true, false), (false, true)] {
+        let url = "http://user:hunter2@redis.example:6379/0";
+        let mut command = gateway_command("info");
+        command.args(["--listen", "127.0.0.1:0"]);
+        if flag {
+            command.args(["--redis-url", url]);
+        }
+        if variable {
+            command.env("SKYPE_GATEWAY_REDIS_URL", url);
+        }
+        let mut gateway = GatewayProcess::spawn(command);
+        assert_eq!(gateway.wait_until_listening(), None);
+        let (status, log) = gateway.wait(Duration::from_secs(10));
+        assert_eq!(status.and_then(|s| s.code()), Some(2), "{log}");
+        assert!(
+            log.contains("--redis-url (SKYPE_GATEWAY_REDIS_URL)"),
+            "{log}"
+        );
+        assert!(!log.contains("hunter2"), "the password is printed: {log}");
+    }
+}
