@@ -1,5 +1,100 @@
-//! Filled in from Graph's documentation.
+//! `getMailbox*`: Exchange Online mailbox storage, quotas and counts.
 
-use crate::catalog::spec::ReportSpec;
+use crate::catalog::spec::{Kind::*, Parameter::*, ReportSpec, Rows::*, col};
 
-pub const REPORTS: &[ReportSpec] = &[];
+pub const REPORTS: &[ReportSpec] = &[
+    ReportSpec {
+        function: "getMailboxUsageDetail",
+        workload: "mailbox",
+        report: "usage-detail",
+        parameter: Period,
+        rows: PerEntity,
+        csv_doc: "api-reference/v1.0/api/reportroot-getmailboxusagedetail.md",
+        json_doc: Some("api-reference/beta/resources/mailboxusagedetail.md"),
+        columns: &[
+            col("Report Refresh Date", "reportRefreshDate", Date),
+            col("User Principal Name", "userPrincipalName", String),
+            col("Display Name", "displayName", String),
+            col("Is Deleted", "isDeleted", Boolean),
+            col("Deleted Date", "deletedDate", Date),
+            col("Created Date", "createdDate", Date),
+            col("Last Activity Date", "lastActivityDate", Date),
+            col("Item Count", "itemCount", Integer),
+            col("Storage Used (Byte)", "storageUsedInBytes", Integer),
+            col(
+                "Issue Warning Quota (Byte)",
+                "issueWarningQuotaInBytes",
+                Integer,
+            ),
+            col(
+                "Prohibit Send Quota (Byte)",
+                "prohibitSendQuotaInBytes",
+                Integer,
+            ),
+            col(
+                "Prohibit Send/Receive Quota (Byte)",
+                "prohibitSendReceiveQuotaInBytes",
+                Integer,
+            ),
+            col("Deleted Item Count", "deletedItemCount", Integer),
+            col(
+                "Deleted Item Size (Byte)",
+                "deletedItemSizeInBytes",
+                Integer,
+            ),
+            col("Deleted Item Quota (Byte)", "deletedItemQuotaByte", Integer),
+            col("Has Archive", "hasArchive", Boolean),
+            col("Report Period", "reportPeriod", String),
+        ],
+    },
+    ReportSpec {
+        function: "getMailboxUsageMailboxCounts",
+        workload: "mailbox",
+        report: "usage-mailbox-counts",
+        parameter: Period,
+        rows: PerDay,
+        csv_doc: "api-reference/v1.0/api/reportroot-getmailboxusagemailboxcounts.md",
+        json_doc: Some("api-reference/beta/resources/mailboxusagemailboxcounts.md"),
+        columns: &[
+            col("Report Refresh Date", "reportRefreshDate", Date),
+            col("Total", "total", Integer),
+            col("Active", "active", Integer),
+            col("Report Date", "reportDate", Date),
+            col("Report Period", "reportPeriod", String),
+        ],
+    },
+    ReportSpec {
+        function: "getMailboxUsageQuotaStatusMailboxCounts",
+        workload: "mailbox",
+        report: "usage-quota-status-mailbox-counts",
+        parameter: Period,
+        rows: PerDay,
+        csv_doc: "api-reference/v1.0/api/reportroot-getmailboxusagequotastatusmailboxcounts.md",
+        json_doc: Some("api-reference/beta/resources/mailboxusagequotastatusmailboxcounts.md"),
+        columns: &[
+            col("Report Refresh Date", "reportRefreshDate", Date),
+            col("Under Limit", "underLimit", Integer),
+            col("Warning Issued", "warningIssued", Integer),
+            col("Send Prohibited", "sendProhibited", Integer),
+            col("Send/Receive Prohibited", "sendReceiveProhibited", Integer),
+            col("Indeterminate", "indeterminate", Integer),
+            col("Report Date", "reportDate", Date),
+            col("Report Period", "reportPeriod", String),
+        ],
+    },
+    ReportSpec {
+        function: "getMailboxUsageStorage",
+        workload: "mailbox",
+        report: "usage-storage",
+        parameter: Period,
+        rows: PerDay,
+        csv_doc: "api-reference/v1.0/api/reportroot-getmailboxusagestorage.md",
+        json_doc: Some("api-reference/beta/resources/mailboxusagestorage.md"),
+        columns: &[
+            col("Report Refresh Date", "reportRefreshDate", Date),
+            col("Storage Used (Byte)", "storageUsedInBytes", Integer),
+            col("Report Date", "reportDate", Date),
+            col("Report Period", "reportPeriod", String),
+        ],
+    },
+];
