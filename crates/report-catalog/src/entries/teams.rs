@@ -1,6 +1,6 @@
 //! `getTeams*`: Microsoft Teams user activity, device usage and team activity.
 
-use crate::catalog::spec::{Kind::*, Parameter::*, ReportSpec, Rows::*, col, deprecated};
+use crate::spec::{Kind::*, Parameter::*, ReportSpec, Rows::*, col, deprecated};
 
 pub const REPORTS: &[ReportSpec] = &[
     ReportSpec {

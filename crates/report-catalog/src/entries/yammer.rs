@@ -1,6 +1,6 @@
 //! `getYammer*`: Yammer (now Viva Engage) activity, device usage and groups activity.
 
-use crate::catalog::spec::{Kind::*, Parameter::*, ReportSpec, Rows::*, col};
+use crate::spec::{Kind::*, Parameter::*, ReportSpec, Rows::*, col};
 
 pub const REPORTS: &[ReportSpec] = &[
     ReportSpec {

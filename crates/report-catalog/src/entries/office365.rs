@@ -1,6 +1,6 @@
 //! `getOffice365*`: Microsoft 365 active users and Microsoft 365 groups activity.
 
-use crate::catalog::spec::{Kind::*, Parameter::*, ReportSpec, Rows::*, col};
+use crate::spec::{Kind::*, Parameter::*, ReportSpec, Rows::*, col};
 
 pub const REPORTS: &[ReportSpec] = &[
     ReportSpec {

@@ -1,6 +1,6 @@
 //! `getSkypeForBusiness*`: Skype for Business Online (retired in 2021; the reports remain).
 
-use crate::catalog::spec::{Kind::*, Parameter::*, ReportSpec, Rows::*, col};
+use crate::spec::{Kind::*, Parameter::*, ReportSpec, Rows::*, col};
 
 pub const REPORTS: &[ReportSpec] = &[
     ReportSpec {

@@ -1,6 +1,6 @@
 //! `getEmail*`: Exchange Online email activity and the email apps users read mail with.
 
-use crate::catalog::spec::{Kind::*, Parameter::*, ReportSpec, Rows::*, col};
+use crate::spec::{Kind::*, Parameter::*, ReportSpec, Rows::*, col};
 
 pub const REPORTS: &[ReportSpec] = &[
     ReportSpec {

@@ -1,7 +1,7 @@
 //! `getM365App*`: Microsoft 365 Apps usage (Outlook, Word, Excel, PowerPoint, OneNote, Teams
 //! by platform).
 
-use crate::catalog::spec::{Kind::*, Parameter::*, ReportSpec, Rows::*, col};
+use crate::spec::{Kind::*, Parameter::*, ReportSpec, Rows::*, col};
 
 pub const REPORTS: &[ReportSpec] = &[
     ReportSpec {
