@@ -25,10 +25,7 @@ use moka::{
     policy::EvictionPolicy,
 };
 
-use crate::{
-    auth::Fingerprint,
-    report::{Period, Report},
-};
+use crate::{auth::Fingerprint, catalog::ReportSpec, report::Window};
 
 /// A token Graph has accepted.
 #[derive(Debug, Clone)]
@@ -48,10 +45,31 @@ impl TokenEntry {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Whose report, which report, for which period or day.
+#[derive(Debug, Clone)]
 pub struct ReportKey {
     pub tenant: Arc<str>,
-    pub period: Period,
+    pub report: &'static ReportSpec,
+    pub window: Window,
+}
+
+// A catalog entry is a static: its address is its identity, and cheaper to hash than its name.
+impl PartialEq for ReportKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.tenant == other.tenant
+            && std::ptr::eq(self.report, other.report)
+            && self.window == other.window
+    }
+}
+
+impl Eq for ReportKey {}
+
+impl std::hash::Hash for ReportKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.tenant.hash(state);
+        std::ptr::hash(self.report, state);
+        self.window.hash(state);
+    }
 }
 
 /// One tenant's report for one period, as Graph last confirmed it.
@@ -71,13 +89,17 @@ pub struct ReportEntry {
 }
 
 impl ReportEntry {
-    /// The entry for `report`, as Graph sent it in answer to a call sent at `validated_at`.
-    pub fn new(graph_etag: Option<String>, report: &Report, validated_at: Instant) -> ReportEntry {
-        let json = serde_json::to_vec(report).expect("reports serialize");
-        // The serializer grows its buffer by doubling, so the body is copied into an allocation
-        // of its exact size (a few µs once per miss); shrinking the buffer in place instead
-        // left a free sliver behind every cached body, which fragmented the heap.
-        let body = Bytes::copy_from_slice(&json);
+    /// The entry for a report's JSON `json`, as Graph sent it in answer to a call sent at
+    /// `validated_at`.
+    pub fn from_json(
+        graph_etag: Option<String>,
+        json: &[u8],
+        validated_at: Instant,
+    ) -> ReportEntry {
+        // The writer grows its buffer by doubling, so the body is copied into an allocation of
+        // its exact size (a few µs once per miss); shrinking the buffer in place instead left a
+        // free sliver behind every cached body, which fragmented the heap.
+        let body = Bytes::copy_from_slice(json);
         let hash = blake3::hash(&body);
         let etag = HeaderValue::from_str(&format!("\"{}\"", &hash.to_hex()[..32]))
             .expect("hex is a valid header value");
@@ -362,20 +384,12 @@ mod tests {
         assert_eq!(allocated(1000), 1008);
     }
 
-    fn report(peer_to_peer: u64) -> Report {
-        use crate::report::ReportRow;
-        Report {
-            period: Period::D7,
-            report_refresh_date: Some("2026-11-25".into()),
-            value: vec![ReportRow {
-                report_refresh_date: "2026-11-25".into(),
-                report_date: "2026-11-25".into(),
-                report_period: "7".into(),
-                peer_to_peer: Some(peer_to_peer),
-                organized: None,
-                participated: Some(2),
-            }],
-        }
+    /// The mission report's JSON for one day, as the parser writes it.
+    fn report(peer_to_peer: u64) -> Vec<u8> {
+        format!(
+            "{{\"period\":\"D7\",\"reportRefreshDate\":\"2026-11-25\",\"value\":[{{\"reportRefreshDate\":\"2026-11-25\",\"reportDate\":\"2026-11-25\",\"reportPeriod\":\"7\",\"peerToPeer\":{peer_to_peer},\"organized\":null,\"participated\":2}}]}}"
+        )
+        .into_bytes()
     }
 
     fn caches() -> Caches {
@@ -391,13 +405,14 @@ mod tests {
     fn key() -> ReportKey {
         ReportKey {
             tenant: "contoso".into(),
-            period: Period::D7,
+            report: crate::catalog::by_function("getSkypeForBusinessActivityCounts").unwrap(),
+            window: Window::Period(crate::report::Period::D7),
         }
     }
 
     #[test]
     fn an_entry_weighs_its_body_and_no_parsed_rows() {
-        let entry = ReportEntry::new(Some("\"g\"".into()), &report(1), Instant::now());
+        let entry = ReportEntry::from_json(Some("\"g\"".into()), &report(1), Instant::now());
         assert!(entry.weight as usize >= entry.body.len() + size_of::<ReportEntry>());
         // Everything else it holds is two short tags and the headers around them.
         assert!((entry.weight as usize) < entry.body.len() + 512);
@@ -408,8 +423,16 @@ mod tests {
         let caches = caches();
         let earlier = Instant::now();
         let later = earlier + Duration::from_millis(1);
-        let newer = Arc::new(ReportEntry::new(Some("\"2\"".into()), &report(2), later));
-        let older = Arc::new(ReportEntry::new(Some("\"1\"".into()), &report(1), earlier));
+        let newer = Arc::new(ReportEntry::from_json(
+            Some("\"2\"".into()),
+            &report(2),
+            later,
+        ));
+        let older = Arc::new(ReportEntry::from_json(
+            Some("\"1\"".into()),
+            &report(1),
+            earlier,
+        ));
 
         caches.store_report(key(), Arc::clone(&newer)).await;
         let current = caches.store_report(key(), older).await;
@@ -422,9 +445,17 @@ mod tests {
     async fn a_late_304_does_not_bring_back_the_body_it_confirmed() {
         let caches = caches();
         let sent = Instant::now();
-        let old = Arc::new(ReportEntry::new(Some("\"1\"".into()), &report(1), sent));
+        let old = Arc::new(ReportEntry::from_json(
+            Some("\"1\"".into()),
+            &report(1),
+            sent,
+        ));
         caches.store_report(key(), Arc::clone(&old)).await;
-        let new = Arc::new(ReportEntry::new(Some("\"2\"".into()), &report(2), sent));
+        let new = Arc::new(ReportEntry::from_json(
+            Some("\"2\"".into()),
+            &report(2),
+            sent,
+        ));
         caches.store_report(key(), Arc::clone(&new)).await;
 
         let served = caches.confirm_report(key(), &old, Instant::now()).await;
@@ -437,7 +468,11 @@ mod tests {
     async fn a_304_refreshes_the_entry_it_confirmed() {
         let caches = caches();
         let sent = Instant::now();
-        let entry = Arc::new(ReportEntry::new(Some("\"1\"".into()), &report(1), sent));
+        let entry = Arc::new(ReportEntry::from_json(
+            Some("\"1\"".into()),
+            &report(1),
+            sent,
+        ));
         caches.store_report(key(), Arc::clone(&entry)).await;
         let confirmed_at = sent + Duration::from_secs(5);
 

@@ -54,6 +54,77 @@ pub(super) fn days(cell: &[u8]) -> Result<&str, InvalidCell> {
     std::str::from_utf8(digits).map_err(|_| InvalidCell)
 }
 
+/// Graph's booleans: `Yes`/`No` in most reports, `True`/`False` in some, in any letter case;
+/// `None` for an empty cell.
+pub(super) fn boolean(cell: &[u8]) -> Result<Option<bool>, InvalidCell> {
+    let text = cell.trim_ascii();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    for (word, value) in [
+        ("yes", true),
+        ("true", true),
+        ("no", false),
+        ("false", false),
+    ] {
+        if text.eq_ignore_ascii_case(word.as_bytes()) {
+            return Ok(Some(value));
+        }
+    }
+    Err(InvalidCell)
+}
+
+/// An ISO 8601 duration as Graph writes it (`PT1H2M3S`, `P1DT2H`, `PT0.5S`), returned as
+/// written; `None` for an empty cell.
+pub(super) fn duration(cell: &[u8]) -> Result<Option<&str>, InvalidCell> {
+    let text = cell.trim_ascii();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let rest = text.strip_prefix(b"P").ok_or(InvalidCell)?;
+    let (date, time) = match rest.iter().position(|&b| b == b'T') {
+        Some(t) => (&rest[..t], Some(&rest[t + 1..])),
+        None => (rest, None),
+    };
+    let parts = |part: &[u8], designators: &[u8]| -> Result<usize, InvalidCell> {
+        // Number-designator pairs in the designators' order, each at most once.
+        let (mut count, mut next, mut digits) = (0, 0, 0);
+        for &b in part {
+            if b.is_ascii_digit() || (b == b'.' && digits > 0) {
+                digits += 1;
+                continue;
+            }
+            let at = designators[next..]
+                .iter()
+                .position(|&d| d == b)
+                .ok_or(InvalidCell)?;
+            if digits == 0 {
+                return Err(InvalidCell);
+            }
+            next += at + 1;
+            digits = 0;
+            count += 1;
+        }
+        if digits > 0 {
+            Err(InvalidCell)
+        } else {
+            Ok(count)
+        }
+    };
+    let in_date = parts(date, b"YMWD")?;
+    let in_time = match time {
+        Some(time) => match parts(time, b"HMS")? {
+            0 => return Err(InvalidCell),
+            n => n,
+        },
+        None => 0,
+    };
+    if in_date + in_time == 0 {
+        return Err(InvalidCell);
+    }
+    std::str::from_utf8(text).map(Some).map_err(|_| InvalidCell)
+}
+
 fn number<const N: usize>(digits: [u8; N]) -> Option<u32> {
     digits.into_iter().try_fold(0, |n, d| {
         d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
@@ -162,6 +233,37 @@ mod tests {
             "2026-11-25 2026",
         ] {
             assert_eq!(date(cell.as_bytes()), Err(InvalidCell), "{cell:?}");
+        }
+    }
+
+    #[test]
+    fn booleans_are_graphs_yes_no_true_false() {
+        for (cell, value) in [
+            ("Yes", true),
+            ("no", false),
+            (" TRUE ", true),
+            ("False", false),
+        ] {
+            assert_eq!(boolean(cell.as_bytes()), Ok(Some(value)), "{cell:?}");
+        }
+        assert_eq!(boolean(b" "), Ok(None));
+        for cell in ["Y", "1", "0", "yes please", "nope"] {
+            assert_eq!(boolean(cell.as_bytes()), Err(InvalidCell), "{cell:?}");
+        }
+    }
+
+    #[test]
+    fn durations_are_iso_8601() {
+        for cell in [
+            "PT0S", "PT1H2M3S", "P1DT2H", "PT0.5S", "P2W", "P1Y2M3D", "PT36M",
+        ] {
+            assert_eq!(duration(cell.as_bytes()), Ok(Some(cell)), "{cell:?}");
+        }
+        assert_eq!(duration(b""), Ok(None));
+        for cell in [
+            "P", "PT", "T1H", "1H", "PT1H1H", "PTM", "PT1S2M", "P1H", "PT1", "00:01:00", "PT.5S",
+        ] {
+            assert_eq!(duration(cell.as_bytes()), Err(InvalidCell), "{cell:?}");
         }
     }
 

@@ -1,11 +1,11 @@
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Period;
 
 /// One day of the report, field names as in Graph's own JSON report format.
 ///
 /// Every field is always present; a count is `null` where Graph's CSV cell was empty.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportRow {
     /// `YYYY-MM-DD`
@@ -30,7 +30,7 @@ pub struct ReportRow {
 }
 
 /// The parsed report: rows newest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({
     "period": "D7",

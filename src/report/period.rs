@@ -1,6 +1,6 @@
 use std::{fmt, str::FromStr};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The four report periods Graph offers for this report. A request may spell them in any letter
 /// case (`d30`); an answer always spells them as here.
@@ -13,7 +13,7 @@ use serde::Serialize;
 /// assert_eq!(Period::D30.days(), 30);
 /// assert!("D8".parse::<Period>().is_err());
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Period {
     D7,
     D30,

@@ -4,7 +4,8 @@
 
 use proptest::{collection::vec, option, prelude::*, sample::select};
 
-use super::*;
+use super::ReportError;
+use super::mission::*;
 
 /// Generous bound on an error message: 40 quoted characters can take ten characters each once
 /// escaped, so this only fails if a whole cell, or the input, leaks into the message.
