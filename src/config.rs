@@ -55,6 +55,15 @@ pub struct Config {
     )]
     pub max_report_bytes: usize,
 
+    /// Largest CSV download accepted for a report with a row per user, site, group or team
+    /// (the `*Detail` reports), in bytes; its JSON answer may take up to four times as much.
+    #[arg(
+        long,
+        env = "SKYPE_GATEWAY_MAX_DETAIL_REPORT_BYTES",
+        default_value_t = 67_108_864
+    )]
+    pub max_detail_report_bytes: usize,
+
     /// Retries of a failed Graph call (429, 502, 503, 504, connection errors).
     #[arg(long, env = "SKYPE_GATEWAY_MAX_RETRIES", default_value_t = 2)]
     pub max_retries: u32,
@@ -221,6 +230,9 @@ impl Config {
         }
         if self.max_report_bytes == 0 {
             return Err("--max-report-bytes must be greater than zero".into());
+        }
+        if self.max_detail_report_bytes == 0 {
+            return Err("--max-detail-report-bytes must be greater than zero".into());
         }
         if self.redis_url.is_some() {
             if self.redis_timeout.is_zero() {
@@ -390,6 +402,7 @@ mod tests {
         assert_eq!(c.cache_max_bytes, 268_435_456);
         assert_eq!(c.upstream_timeout, Duration::from_secs(30));
         assert_eq!(c.max_report_bytes, 10_485_760);
+        assert_eq!(c.max_detail_report_bytes, 64 << 20);
         assert_eq!(c.max_retries, 2);
         assert_eq!(c.max_retry_wait, Duration::from_secs(10));
         assert!(c.workers.is_none() && !c.demo);

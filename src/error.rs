@@ -17,8 +17,8 @@ use crate::{auth::BearerError, graph::GraphError};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
-    #[error("period must be one of D7, D30, D90, D180")]
-    InvalidPeriod,
+    #[error("{0}")]
+    InvalidPeriod(crate::report::InvalidWindow),
     #[error("an Authorization: Bearer <token> header is required")]
     MissingToken,
     #[error(
@@ -65,7 +65,7 @@ impl ApiError {
     /// The stable, documented error code.
     pub fn code(&self) -> &str {
         match self {
-            ApiError::InvalidPeriod => "invalidPeriod",
+            ApiError::InvalidPeriod(_) => "invalidPeriod",
             ApiError::MissingToken => "missingToken",
             ApiError::AuthorizationTooLarge => "requestHeaderTooLarge",
             ApiError::GraphRefused { code, .. } => code,
@@ -141,7 +141,7 @@ pub struct ErrorDetail {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::InvalidPeriod => StatusCode::BAD_REQUEST,
+            ApiError::InvalidPeriod(_) => StatusCode::BAD_REQUEST,
             ApiError::MissingToken => StatusCode::UNAUTHORIZED,
             ApiError::AuthorizationTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::GraphRefused { status, .. } => {
@@ -213,7 +213,10 @@ mod tests {
 
     #[actix_web::test]
     async fn error_bodies_have_the_documented_shape() {
-        let body = body_of(ApiError::InvalidPeriod).await;
+        let body = body_of(ApiError::InvalidPeriod(
+            crate::report::InvalidWindow::Period,
+        ))
+        .await;
         assert_eq!(body["error"]["code"], "invalidPeriod");
         assert!(body["error"]["message"].as_str().unwrap().contains("D7"));
         assert_eq!(body.as_object().unwrap().len(), 1);

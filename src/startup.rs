@@ -28,6 +28,11 @@ use crate::{
     telemetry,
 };
 
+/// How much larger than its download a detail report's JSON answer may grow: field names
+/// repeat on every row, so JSON takes two to three times the CSV's bytes for real reports; a
+/// download of mostly empty cells, which would take tens of times as much, is refused.
+const DETAIL_JSON_PER_CSV_BYTE: usize = 4;
+
 pub struct Application {
     port: u16,
     listen: std::net::SocketAddr,
@@ -90,6 +95,9 @@ impl Application {
             Arc::clone(&metrics),
             ServiceSettings {
                 upstream_timeout: config.upstream_timeout,
+                detail_json_limit: config
+                    .max_detail_report_bytes
+                    .saturating_mul(DETAIL_JSON_PER_CSV_BYTE),
                 admission: AdmissionSettings {
                     capacity: config.max_concurrent_upstream.get(),
                     max_queued: config.max_queued_upstream,
@@ -107,6 +115,7 @@ impl Application {
             allowlist: config.download_allowlist.clone(),
             timeout: config.upstream_timeout,
             max_report_bytes: config.max_report_bytes,
+            max_detail_report_bytes: config.max_detail_report_bytes,
         });
         let tls = tls_config();
         let readiness = Readiness::new();

@@ -108,10 +108,11 @@ pub async fn observe(
 
     let mut res = next.call(req).await?;
 
-    // Set by the resource that answered; a path no resource matched has none.
-    let route = res
-        .request()
-        .app_data::<RouteTemplate>()
+    // Set by the handler of a catalog report (one resource serves them all), else by the
+    // resource that answered; a path no resource matched has none.
+    let answered = res.response().extensions().get::<RouteTemplate>().copied();
+    let route = answered
+        .or_else(|| res.request().app_data::<RouteTemplate>().copied())
         .map_or("unmatched", |template| template.0);
     res.headers_mut()
         .insert(X_REQUEST_ID.clone(), request_id.0.clone());

@@ -14,8 +14,13 @@ use serde::Deserialize;
 use tokio::time::{Instant, timeout_at};
 use url::Url;
 
-use super::{Allowlist, GraphError, REPORT_FUNCTION, retry::parse_retry_after};
-use crate::{auth::BearerToken, metrics::Metrics, report::Period};
+use super::{Allowlist, GraphError, retry::parse_retry_after};
+use crate::{
+    auth::BearerToken,
+    catalog::{ReportSpec, Rows},
+    metrics::Metrics,
+    report::Window,
+};
 
 /// An error's status line decides what it means; its body only adds Graph's code and message.
 /// Graph's error bodies are well under a kilobyte, so a body larger or slower than this is
@@ -30,7 +35,11 @@ pub struct UpstreamSettings {
     pub graph_base_url: Url,
     pub allowlist: Allowlist,
     pub timeout: Duration,
+    /// Largest download of a report with bounded rows (`--max-report-bytes`).
     pub max_report_bytes: usize,
+    /// Largest download of a report with a row per user, site or group
+    /// (`--max-detail-report-bytes`).
+    pub max_detail_report_bytes: usize,
 }
 
 /// One report call as the service asks for it: whose token, which report, which ETag to
@@ -38,7 +47,10 @@ pub struct UpstreamSettings {
 #[derive(Debug, Clone, Copy)]
 pub struct ReportCall<'a> {
     pub token: &'a BearerToken,
-    pub period: Period,
+    /// The report function, from the catalog.
+    pub report: &'static ReportSpec,
+    /// Its argument: the period or the day.
+    pub window: Window,
     /// The ETag Graph last confirmed for this report, if any: sent as `If-None-Match`.
     pub etag: Option<&'a str>,
     pub request_id: &'a str,
@@ -61,7 +73,8 @@ pub enum Fetched {
 pub struct GraphClient {
     http: awc::Client,
     settings: Arc<UpstreamSettings>,
-    report_url_prefix: String,
+    /// Graph's base URL without a trailing slash.
+    graph_base: String,
     metrics: Arc<Metrics>,
 }
 
@@ -100,15 +113,24 @@ impl GraphClient {
                 concat!("skype-gateway/", env!("CARGO_PKG_VERSION")),
             ))
             .finish();
-        let report_url_prefix = format!(
-            "{}/reports/{REPORT_FUNCTION}",
-            settings.graph_base_url.as_str().trim_end_matches('/')
-        );
+        let graph_base = settings
+            .graph_base_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned();
         GraphClient {
             http,
             settings,
-            report_url_prefix,
+            graph_base,
             metrics,
+        }
+    }
+
+    /// The largest download accepted for `report`: detail reports grow with the tenant.
+    fn limit_for(&self, report: &ReportSpec) -> usize {
+        match report.rows {
+            Rows::PerEntity => self.settings.max_detail_report_bytes,
+            Rows::PerDay | Rows::Fixed(_) => self.settings.max_report_bytes,
         }
     }
 
@@ -128,12 +150,19 @@ impl GraphClient {
     ) -> Result<Fetched, GraphError> {
         let ReportCall {
             token,
-            period,
+            report,
+            window,
             etag,
             request_id,
             ..
         } = call;
-        let url = format!("{}(period='{}')", self.report_url_prefix, period.as_str());
+        let url = format!(
+            "{}/reports/{}({})",
+            self.graph_base,
+            report.function,
+            window.argument()
+        );
+        let limit = self.limit_for(report);
         let mut request = self
             .http
             .get(url)
@@ -151,7 +180,7 @@ impl GraphClient {
         match status {
             StatusCode::NOT_MODIFIED if etag.is_some() => Ok(Fetched::NotModified),
             StatusCode::OK => {
-                let csv = read_limited(&mut response, self.settings.max_report_bytes).await?;
+                let csv = read_limited(&mut response, limit).await?;
                 Ok(Fetched::Report {
                     etag: graph_etag,
                     csv,
@@ -163,7 +192,7 @@ impl GraphClient {
             | StatusCode::MOVED_PERMANENTLY
             | StatusCode::PERMANENT_REDIRECT => {
                 let location = self.trusted_location(headers)?;
-                let (download_etag, csv) = self.download(&location, deadline).await?;
+                let (download_etag, csv) = self.download(&location, limit, deadline).await?;
                 Ok(Fetched::Report {
                     etag: graph_etag.or(download_etag),
                     csv,
@@ -204,6 +233,7 @@ impl GraphClient {
     async fn download(
         &self,
         url: &Url,
+        limit: usize,
         deadline: Instant,
     ) -> Result<(Option<String>, Bytes), GraphError> {
         let started = Instant::now();
@@ -226,7 +256,7 @@ impl GraphClient {
             });
         }
         let etag = header_string(response.headers(), &ETAG);
-        let body = read_limited(&mut response, self.settings.max_report_bytes).await;
+        let body = read_limited(&mut response, limit).await;
         self.metrics
             .record_upstream("download", status.as_str(), started.elapsed().as_secs_f64());
         Ok((etag, body?))
@@ -438,6 +468,7 @@ mod tests {
             allowlist: Allowlist::parse("http://127.0.0.1").unwrap(),
             timeout: Duration::from_secs(5),
             max_report_bytes: 1 << 20,
+            max_detail_report_bytes: 1 << 20,
         };
         GraphClient::new(Arc::new(settings), Arc::new(Metrics::new()), tls_config())
     }
@@ -445,7 +476,7 @@ mod tests {
     async fn download(raw: &'static [u8]) -> Result<Bytes, GraphError> {
         let deadline = Instant::now() + Duration::from_secs(5);
         client()
-            .download(&raw_server(raw), deadline)
+            .download(&raw_server(raw), 1 << 20, deadline)
             .await
             .map(|(_, body)| body)
     }

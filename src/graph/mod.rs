@@ -11,6 +11,3 @@ pub use allowlist::{Allowlist, is_loopback};
 pub use client::{Fetched, GraphClient, ReportCall, UpstreamSettings, tls_config};
 pub use error::GraphError;
 pub use retry::RetryPolicy;
-
-/// The report function the gateway serves; Graph's budget is counted per function.
-pub const REPORT_FUNCTION: &str = "getSkypeForBusinessActivityCounts";

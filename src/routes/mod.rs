@@ -11,15 +11,14 @@ use actix_web::{FromRequest, Handler, HttpResponse, Resource, Responder, web};
 use crate::{error::ApiError, telemetry::RouteTemplate};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(get_only(
-        "/skype/activity-counts/{period}",
-        reports::activity_counts,
-    ))
-    .service(get_only("/livez", health::livez))
-    .service(get_only("/healthz", health::healthz))
-    .service(get_only("/readyz", health::readyz))
-    .service(get_only("/metrics", metrics::metrics))
-    .service(get_only("/openapi.json", openapi::openapi_json));
+    cfg.service(get_only("/livez", health::livez))
+        .service(get_only("/healthz", health::healthz))
+        .service(get_only("/readyz", health::readyz))
+        .service(get_only("/metrics", metrics::metrics))
+        .service(get_only("/openapi.json", openapi::openapi_json))
+        .service(get_only("/reports", reports::catalog_json))
+        // Last: any three segments are a catalog report's route, or a 404.
+        .service(get_only(reports::REPORT_ROUTE, reports::activity_counts));
 }
 
 /// A resource that answers GET, and a JSON 405 to any other method. It carries its path as the

@@ -1,23 +1,61 @@
+use std::{collections::HashMap, sync::LazyLock};
+
 use actix_web::{
-    HttpRequest, HttpResponse,
+    HttpRequest, HttpResponse, ResponseError,
     http::header::{AGE, CACHE_CONTROL, ETAG, HeaderValue, IF_NONE_MATCH, VARY},
     web,
 };
+use serde_json::json;
 
 use super::headers;
 use crate::{
     auth::BearerToken,
+    catalog::{self, Kind, Parameter, ReportSpec},
     connection,
     error::{ApiError, ErrorBody},
-    report::{Period, Report},
+    report::{Period, Report, Window},
     service::{CacheStatus, Reports, Served},
-    telemetry::{RequestId, X_CACHE_STATUS},
+    telemetry::{RequestId, RouteTemplate, X_CACHE_STATUS},
 };
 
-/// Skype for Business activity counts for a period, as Graph's JSON report format.
+/// The one route pattern of every catalog report.
+pub const REPORT_ROUTE: &str = "/{workload}/{report}/{period}";
+
+/// A catalog entry as the router serves it.
+pub struct CatalogRoute {
+    pub spec: &'static ReportSpec,
+    /// `/skype/activity-counts/{period}`: what metrics and the access log name it by.
+    pub template: &'static str,
+}
+
+/// Every catalog entry by its route, built once; a lookup hashes two short strings.
+static ROUTES: LazyLock<HashMap<(&'static str, &'static str), CatalogRoute>> =
+    LazyLock::new(|| {
+        catalog::all()
+            .map(|spec| {
+                let template = format!("/{}/{}/{{period}}", spec.workload, spec.report);
+                let route = CatalogRoute {
+                    spec,
+                    template: Box::leak(template.into_boxed_str()),
+                };
+                ((spec.workload, spec.report), route)
+            })
+            .collect()
+    });
+
+/// The catalog entry served at `/{workload}/{report}/...`.
+pub fn route<'a>(workload: &'a str, report: &'a str) -> Option<&'a CatalogRoute> {
+    // The map is covariant in its keys: looking up borrowed strings needs no allocation.
+    let routes: &'a HashMap<(&'a str, &'a str), CatalogRoute> = &ROUTES;
+    routes.get(&(workload, report))
+}
+
+/// A Microsoft 365 usage report for a period (or a day), as Graph's JSON report format.
 ///
-/// The caller's bearer token is forwarded to Microsoft Graph, which alone decides whether the
-/// caller may read the tenant's report; answers are cached per tenant and period.
+/// Every report of the catalog (`GET /reports`) is served at its own route; this one,
+/// Skype for Business activity counts, is the first. The caller's bearer token is forwarded to
+/// Microsoft Graph, which alone decides whether the caller may read the tenant's report;
+/// answers are cached per tenant, report and period.
 #[utoipa::path(
     get,
     path = "/skype/activity-counts/{period}",
@@ -45,7 +83,7 @@ use crate::{
             ("Vary" = inline(headers::Vary), description = "`Authorization`"),
             ("X-Cache-Status" = inline(CacheStatus), description = "How the answer was produced, in nginx's vocabulary"),
         )),
-        (status = 400, description = "`invalidPeriod`: the period is not one of the four; Graph is not called",
+        (status = 400, description = "`invalidPeriod`: the period is not one of the four (or, for a report that takes one, a date `YYYY-MM-DD`); Graph is not called",
             body = ErrorBody,
             example = json!({"error": {"code": "invalidPeriod", "message": "period must be one of D7, D30, D90, D180"}})),
         (status = 401, description = "`missingToken` (no bearer token; Graph is not called), or Graph refused the token (Graph's code and message)",
@@ -68,21 +106,125 @@ pub async fn activity_counts(
     req: HttpRequest,
     reports: web::Data<Reports>,
     request_id: RequestId,
+) -> HttpResponse {
+    // Read in place: `web::Path<String>` would copy the segments into Strings per request.
+    let info = req.match_info();
+    let segment = |name| info.get(name).unwrap_or_default();
+    let Some(route) = route(segment("workload"), segment("report")) else {
+        return ApiError::NotFound.error_response();
+    };
+    let mut response = serve(&req, &reports, route.spec, segment("period"), &request_id)
+        .await
+        .unwrap_or_else(|err| err.error_response());
+    // Each report is its own route to metrics and the access log, as if it had a resource.
+    response
+        .extensions_mut()
+        .insert(RouteTemplate(route.template));
+    response
+}
+
+async fn serve(
+    req: &HttpRequest,
+    reports: &Reports,
+    report: &'static ReportSpec,
+    period: &str,
+    request_id: &RequestId,
 ) -> Result<HttpResponse, ApiError> {
-    // Read in place: `web::Path<String>` would copy the segment into a String per request.
-    let period: Period = req
-        .match_info()
-        .get("period")
-        .unwrap_or_default()
-        .parse()
-        .map_err(|_| ApiError::InvalidPeriod)?;
+    let window = Window::parse(period, report.parameter).map_err(ApiError::InvalidPeriod)?;
     let token = BearerToken::from_headers(req.headers())?;
     // A client that hangs up stops waiting: a queued call nobody waits for is then dropped.
     let served = tokio::select! {
-        served = reports.report(&token, period, request_id.as_str()) => served?,
-        () = connection::client_gone(&req) => return Err(ApiError::ClientGone),
+        served = reports.report(&token, report, window, request_id.as_str()) => served?,
+        () = connection::client_gone(req) => return Err(ApiError::ClientGone),
     };
-    Ok(answer(&req, &served))
+    Ok(answer(req, &served))
+}
+
+/// The catalog: every report the gateway serves, with its route, Graph function, parameters
+/// and columns.
+#[utoipa::path(get, path = "/reports", tag = "reports",
+    responses((status = 200, description = "Every report of the catalog", body = inline(CatalogDocument),
+        example = json!({"value": [{"route": "/skype/activity-counts/{period}",
+            "graphFunction": "getSkypeForBusinessActivityCounts", "parameters": ["period"],
+            "columns": [{"csv": "Peer-to-peer", "json": "peerToPeer", "type": "integer"}]}]}))))]
+pub async fn catalog_json() -> HttpResponse {
+    static DOCUMENT: LazyLock<Vec<u8>> = LazyLock::new(|| {
+        let value: Vec<serde_json::Value> = catalog::all()
+            .map(|spec| {
+                let parameters = match spec.parameter {
+                    Parameter::Period => json!(["period"]),
+                    Parameter::PeriodOrDate => json!(["period", "date"]),
+                };
+                let columns: Vec<serde_json::Value> = spec
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        let mut column =
+                            json!({"csv": c.csv, "json": c.json, "type": kind_name(c.kind)});
+                        if c.deprecated {
+                            column["deprecated"] = json!(true);
+                        }
+                        column
+                    })
+                    .collect();
+                json!({
+                    "route": format!("/{}/{}/{{period}}", spec.workload, spec.report),
+                    "graphFunction": spec.function,
+                    "parameters": parameters,
+                    "columns": columns,
+                })
+            })
+            .collect();
+        serde_json::to_vec(&json!({ "value": value })).expect("the catalog serializes")
+    });
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(DOCUMENT.as_slice())
+}
+
+/// A column kind as `/reports` and the OpenAPI document name it.
+pub fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Integer => "integer",
+        Kind::Date => "date",
+        Kind::Boolean => "boolean",
+        Kind::String => "string",
+        Kind::List => "list",
+        Kind::Duration => "duration",
+    }
+}
+
+/// `GET /reports`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct CatalogDocument {
+    value: Vec<CatalogEntry>,
+}
+
+/// One report of the catalog.
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct CatalogEntry {
+    /// `/{workload}/{report}/{period}`
+    route: String,
+    /// The Graph function, e.g. `getSkypeForBusinessActivityCounts`.
+    graph_function: String,
+    /// `["period"]`, or `["period", "date"]` for a report that also takes a day.
+    parameters: Vec<String>,
+    columns: Vec<CatalogColumn>,
+}
+
+/// A CSV column and the JSON field it becomes.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct CatalogColumn {
+    csv: String,
+    json: String,
+    /// `integer`, `date`, `boolean`, `string`, `list` or `duration`.
+    r#type: String,
+    /// Present and true when Graph has deprecated the column: it may be missing (`null`).
+    deprecated: Option<bool>,
 }
 
 /// 200 with the shared pre-serialized body, or 304 when the caller already has it. Either way

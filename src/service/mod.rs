@@ -41,10 +41,11 @@ pub use upstream::Upstream;
 use crate::{
     auth::{BearerToken, Claims, Fingerprint, Fingerprinter},
     cache::{Caches, Refusal, ReportEntry, ReportKey, TokenEntry, unix_now},
+    catalog::ReportSpec,
     error::ApiError,
-    graph::{Fetched, GraphClient, GraphError, REPORT_FUNCTION, ReportCall, RetryPolicy},
+    graph::{Fetched, GraphClient, GraphError, ReportCall, RetryPolicy},
     metrics::Metrics,
-    report::{Period, parse_report},
+    report::{Window, parse_report},
     shared::{self, SharedCache, SharedSlot, StoredReport, Taken, Turn},
 };
 
@@ -73,6 +74,8 @@ const MIN_CALL_TIME: Duration = Duration::from_secs(5);
 pub struct ServiceSettings {
     /// Deadline of one report request's upstream work, queueing included (`--upstream-timeout`).
     pub upstream_timeout: Duration,
+    /// The most a report with a row per user, site or group may take as JSON.
+    pub detail_json_limit: usize,
     pub admission: AdmissionSettings,
     pub retry: RetryPolicy,
     pub budget: BudgetSettings,
@@ -92,15 +95,17 @@ impl<U: Upstream + 'static> Reports<U> {
         }
     }
 
-    /// The report for this token and period, from cache when the rules allow, else from Graph.
+    /// The report for this token, function and period (or day), from cache when the rules
+    /// allow, else from Graph.
     pub async fn report(
         &self,
         token: &BearerToken,
-        period: Period,
+        report: &'static ReportSpec,
+        window: Window,
         request_id: &str,
     ) -> Result<Served, ApiError> {
         self.service
-            .report(&self.upstream, token, period, request_id)
+            .report(&self.upstream, token, report, window, request_id)
             .await
     }
 
@@ -179,8 +184,8 @@ pub struct ReportService {
     admission: Arc<Admission>,
     budget: Budget,
     settings: ServiceSettings,
-    /// Fetches under way, by (token, period): concurrent requests share one.
-    in_flight: Mutex<HashMap<(Fingerprint, Period), Flight>>,
+    /// Fetches under way, by token and report: concurrent requests share one.
+    in_flight: Mutex<HashMap<(Fingerprint, ReportKey), Flight>>,
     /// The cache the replicas share, behind this one, with `--redis-url`.
     shared: Option<Arc<SharedCache>>,
 }
@@ -212,7 +217,8 @@ impl ReportService {
         self: &Arc<Self>,
         upstream: &Rc<U>,
         token: &BearerToken,
-        period: Period,
+        report: &'static ReportSpec,
+        window: Window,
         request_id: &str,
     ) -> Result<Served, ApiError> {
         let now = Instant::now();
@@ -240,9 +246,13 @@ impl ReportService {
         let budget_key = BudgetKey {
             tenant: Arc::clone(&tenant),
             app,
-            function: REPORT_FUNCTION,
+            function: report.function,
         };
-        let key = ReportKey { tenant, period };
+        let key = ReportKey {
+            tenant,
+            report,
+            window,
+        };
         let cached = self.caches.report(&key).await;
         let token_state = match (&known, &refusal) {
             (Some(_), _) => TokenState::Validated,
@@ -278,14 +288,14 @@ impl ReportService {
         Ok(served)
     }
 
-    /// Joins the fetch already under way for this (token, period), or starts one. The fetch
+    /// Joins the fetch already under way for this token and report, or starts one. The fetch
     /// runs detached on this worker, so a caller that disconnects cancels only its own wait.
     fn coalesced_fetch<U: Upstream + 'static>(
         self: &Arc<Self>,
         upstream: &Rc<U>,
         job: FetchJob,
     ) -> impl Future<Output = FetchResult> + use<U> {
-        let flight = (job.fp, job.key.period);
+        let flight = (job.fp, job.key.clone());
         let mut in_flight = self
             .in_flight
             .lock()
@@ -299,7 +309,7 @@ impl ReportService {
         let watched = Arc::clone(&callers);
         let landing = Landing {
             service: Arc::clone(self),
-            flight,
+            flight: flight.clone(),
             callers: Arc::clone(&callers),
         };
         tokio::task::spawn_local(async move {
@@ -435,7 +445,8 @@ impl ReportService {
 
         let call = ReportCall {
             token: &job.token,
-            period: job.key.period,
+            report: job.key.report,
+            window: job.key.window,
             etag,
             request_id: &job.request_id,
             deadline: job.deadline,
@@ -475,11 +486,21 @@ impl ReportService {
                     unreachable!("a report is stored only when Graph sent one")
                 };
                 self.remember(job).await;
-                let report = parse_report(&csv, job.key.period).map_err(|e| {
-                    warn!("Graph's {} report does not parse: {e}", job.key.period);
+                let report = job.key.report;
+                let json = parse_report(
+                    report,
+                    &csv,
+                    job.key.window,
+                    self.settings.detail_json_limit,
+                )
+                .map_err(|e| {
+                    warn!(
+                        "Graph's {} {} report does not parse: {e}",
+                        report.function, job.key.window
+                    );
                     ApiError::InvalidReport(e.to_string())
                 })?;
-                let entry = Arc::new(ReportEntry::new(etag, &report, sent_at));
+                let entry = Arc::new(ReportEntry::from_json(etag, &json, sent_at));
                 let current = self.caches.store_report(job.key.clone(), entry).await;
                 self.share_report(&job.key, &current).await;
                 Ok(self.served(current, CacheStatus::Miss, Instant::now()))
@@ -487,7 +508,10 @@ impl ReportService {
             Verdict::ServeStale => {
                 let cached = cached.expect("a stale answer has an entry");
                 if let Attempt::Answered(Err(err)) = &attempt {
-                    warn!("serving a stale {} report: {err}", job.key.period);
+                    warn!(
+                        "serving a stale {} {} report: {err}",
+                        job.key.report.function, job.key.window
+                    );
                 }
                 Ok(self.served(cached, CacheStatus::Stale, Instant::now()))
             }
@@ -538,7 +562,7 @@ impl ReportService {
                 Err(rejected) => {
                     warn!(
                         "no upstream slot for a {} report: {rejected:?}",
-                        call.period
+                        call.window
                     );
                     self.metrics.record_deferred("overloaded");
                     return Some((Attempt::NotAdmitted, Instant::now()));
@@ -663,7 +687,7 @@ impl ReportService {
         if callers.count.load(Ordering::Acquire) > 0 {
             return false;
         }
-        let key = (job.fp, job.key.period);
+        let key = (job.fp, job.key.clone());
         if in_flight
             .get(&key)
             .is_some_and(|f| std::ptr::eq(Arc::as_ptr(&f.callers), callers))
@@ -970,7 +994,7 @@ fn priority_of(claims: &Claims) -> Priority {
 /// key may stand there.
 struct Landing {
     service: Arc<ReportService>,
-    flight: (Fingerprint, Period),
+    flight: (Fingerprint, ReportKey),
     callers: Arc<Callers>,
 }
 

@@ -127,6 +127,7 @@ impl Harness {
         );
         let settings = ServiceSettings {
             upstream_timeout: Duration::from_secs(30),
+            detail_json_limit: 1 << 20,
             admission: AdmissionSettings {
                 capacity,
                 max_queued: 8,
@@ -164,7 +165,7 @@ impl Harness {
 
     async fn get(&self, token: &str) -> Result<Served, ApiError> {
         self.reports
-            .report(&bearer(token), Period::D7, "test")
+            .report(&bearer(token), mission(), D7, "test")
             .await
     }
 
@@ -172,8 +173,14 @@ impl Harness {
     fn start(&self, token: &str) -> tokio::task::JoinHandle<Result<Served, ApiError>> {
         let reports = Rc::clone(&self.reports);
         let token = bearer(token);
-        tokio::task::spawn_local(async move { reports.report(&token, Period::D7, "test").await })
+        tokio::task::spawn_local(async move { reports.report(&token, mission(), D7, "test").await })
     }
+}
+
+const D7: Window = Window::Period(crate::report::Period::D7);
+
+fn mission() -> &'static crate::catalog::ReportSpec {
+    crate::catalog::by_function("getSkypeForBusinessActivityCounts").unwrap()
 }
 
 fn bearer(token: &str) -> BearerToken {
@@ -439,7 +446,8 @@ fn a_full_queue_answers_overloaded_and_a_known_user_stale_at_once() {
         );
         let key = ReportKey {
             tenant: "contoso".into(),
-            period: Period::D7,
+            report: mission(),
+            window: D7,
         };
         let entry = h.reports.service.caches.report(&key).await.unwrap();
         let json: serde_json::Value = serde_json::from_slice(&entry.body).unwrap();

@@ -571,15 +571,23 @@ impl SharedCache {
     fn report_key(&self, key: &ReportKey) -> String {
         self.key(
             "report",
-            &[key.tenant.as_bytes(), key.period.as_str().as_bytes()],
+            &[
+                key.tenant.as_bytes(),
+                key.report.function.as_bytes(),
+                key.window.to_string().as_bytes(),
+            ],
         )
     }
 
     fn lock_key(&self, flight: &Flight<'_>) -> String {
-        let period = flight.key.period.as_str().as_bytes();
+        let window = flight.key.window.to_string();
+        let (function, period) = (flight.key.report.function.as_bytes(), window.as_bytes());
         match flight.validated {
-            true => self.key("lock-entry", &[flight.key.tenant.as_bytes(), period]),
-            false => self.key("lock-token", &[&flight.fp.to_bytes(), period]),
+            true => self.key(
+                "lock-entry",
+                &[flight.key.tenant.as_bytes(), function, period],
+            ),
+            false => self.key("lock-token", &[&flight.fp.to_bytes(), function, period]),
         }
     }
 

@@ -12,8 +12,10 @@ use crate::helpers::{TestApp, spawn_app, spawn_app_with, token_of};
 fn expected_report(app: &TestApp, token: &str, period: Period) -> Value {
     let csv = app.sim.report_csv(token, period);
     let period = period.as_str().parse().unwrap();
-    let report = skype_gateway::report::parse_report(&csv, period).unwrap();
-    serde_json::to_value(report).unwrap()
+    let spec = skype_gateway::catalog::by_function("getSkypeForBusinessActivityCounts").unwrap();
+    let window = skype_gateway::report::Window::Period(period);
+    let json = skype_gateway::report::parse_report(spec, &csv, window, usize::MAX).unwrap();
+    serde_json::from_slice(&json).unwrap()
 }
 
 /// A download fault on every try: 502 once the retries are spent, and nothing cached, so the
