@@ -23,7 +23,8 @@ use super::{headers, health, metrics, reports};
 #[openapi(
     info(
         title = "skype-gateway",
-        description = "Microsoft Graph's Skype for Business activity-count report as cached JSON.\n\n\
+        description = "Microsoft Graph's Microsoft 365 usage reports as cached JSON: every report of \
+            the catalog (`GET /reports`) at its own route, each with its own row schema.\n\n\
             Every error answer is `{\"error\":{\"code\":\"...\",\"message\":\"...\"}}` (schema \
             `ErrorBody`), including those of routes not listed here: any other path answers \
             `404` with code `notFound`, any other method on a listed path `405` with code \
@@ -31,13 +32,14 @@ use super::{headers, health, metrics, reports};
     ),
     paths(
         reports::activity_counts,
+        reports::catalog_json,
         health::livez,
         health::healthz,
         health::readyz,
         metrics::metrics,
         openapi_json
     ),
-    modifiers(&BearerAuth, &RequestId, &RequiredHeaders, &NoEmptyLicense),
+    modifiers(&CatalogPaths, &BearerAuth, &RequestId, &RequiredHeaders, &NoEmptyLicense),
     tags(
         (name = "reports", description = "Graph usage reports"),
         (name = "health", description = "Probes"),
@@ -57,6 +59,140 @@ const ALWAYS_SENT: &[&str] = &[
     "WWW-Authenticate",
     "X-Request-Id",
 ];
+
+/// Every catalog report gets the mission route's operation (parameters, answers, headers) at
+/// its own path, with its own body schema: the row of that report, each field of its kind and
+/// nullable, as the parser writes them.
+struct CatalogPaths;
+
+impl Modify for CatalogPaths {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let template = openapi
+            .paths
+            .paths
+            .remove(MISSION_PATH)
+            .expect("the report operation is documented");
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for spec in crate::catalog::all() {
+            let path = format!("/{}/{}/{{period}}", spec.workload, spec.report);
+            let mut item = template.clone();
+            let operation = item.get.as_mut().expect("a GET");
+            operation.operation_id = Some(spec.function.to_owned());
+            operation.summary = Some(format!("Graph's {} report", spec.function));
+            let name = format!("{}Report", spec.function);
+            if let Some(RefOr::T(ok)) = operation.responses.responses.get_mut("200")
+                && let Some(RefOr::T(json)) = ok.content.get_mut("application/json")
+            {
+                json.schema = Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(&name)));
+                json.example = None;
+                json.examples.clear();
+            }
+            if spec.parameter == crate::catalog::Parameter::PeriodOrDate {
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    if let RefOr::T(parameter) = parameter
+                        && parameter.name == "period"
+                    {
+                        parameter.description = Some(
+                            "Report period (any letter case), or a day `YYYY-MM-DD`: the \
+                             report of that day"
+                                .into(),
+                        );
+                        parameter.schema = Some(schema(serde_json::json!({"anyOf": [
+                            {"$ref": "#/components/schemas/Period"},
+                            {"type": "string", "format": "date"}
+                        ]})));
+                    }
+                }
+            }
+            components.schemas.insert(name, report_schema(spec));
+            openapi.paths.paths.insert(path, item);
+        }
+        // The mission report's typed model gave the template its shape; each report has its own.
+        components.schemas.remove("Report");
+        components.schemas.remove("ReportRow");
+    }
+}
+
+/// The documented path of the report operation, which [`CatalogPaths`] repeats per report.
+const MISSION_PATH: &str = "/skype/activity-counts/{period}";
+
+fn schema(value: serde_json::Value) -> RefOr<utoipa::openapi::schema::Schema> {
+    serde_json::from_value(value).expect("a schema")
+}
+
+/// The answer of one catalog report: its period (or day), refresh date, and rows.
+fn report_schema(spec: &crate::catalog::ReportSpec) -> RefOr<utoipa::openapi::schema::Schema> {
+    use crate::catalog::Kind;
+    use serde_json::json;
+    let mut properties = serde_json::Map::new();
+    for column in spec.columns {
+        let value = match column.kind {
+            Kind::Integer => json!({"type": ["integer", "null"], "minimum": 0}),
+            Kind::Date => json!({"type": ["string", "null"], "format": "date"}),
+            Kind::Boolean => json!({"type": ["boolean", "null"]}),
+            Kind::String => json!({"type": ["string", "null"]}),
+            Kind::List => json!({"type": ["array", "null"], "items": {"type": "string"}}),
+            Kind::Duration => json!({"type": ["string", "null"], "format": "duration"}),
+        };
+        let mut value = value;
+        value["description"] = json!(format!("CSV column `{}`", column.csv));
+        if column.deprecated {
+            value["deprecated"] = json!(true);
+        }
+        properties.insert(column.json.to_owned(), value);
+    }
+    let required: Vec<&str> = spec.columns.iter().map(|c| c.json).collect();
+    let row = json!({
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": false,
+    });
+    let (window, window_schema) = match spec.parameter {
+        crate::catalog::Parameter::Period => (
+            json!({"required": ["period"]}),
+            json!({"period": {"$ref": "#/components/schemas/Period"}}),
+        ),
+        crate::catalog::Parameter::PeriodOrDate => (
+            json!({"oneOf": [{"required": ["period"]}, {"required": ["date"]}]}),
+            json!({
+                "period": {"$ref": "#/components/schemas/Period"},
+                "date": {"type": "string", "format": "date", "description": "The day asked for"}
+            }),
+        ),
+    };
+    let mut properties = window_schema.as_object().cloned().unwrap_or_default();
+    properties.insert(
+        "reportRefreshDate".into(),
+        json!({"type": ["string", "null"], "format": "date",
+               "description": "The refresh date of the rows; null when the report has no rows"}),
+    );
+    properties.insert(
+        "value".into(),
+        json!({"type": "array", "items": row,
+        "description": match spec.rows {
+            crate::catalog::Rows::PerEntity => "The rows, in Graph's order",
+            _ => "The rows, newest first",
+        }}),
+    );
+    let mut report = json!({
+        "type": "object",
+        "description": format!("Graph's `{}` report", spec.function),
+        "properties": properties,
+        "required": ["reportRefreshDate", "value"],
+        "additionalProperties": false,
+    });
+    for (key, value) in window.as_object().into_iter().flatten() {
+        if key == "required" {
+            // A report that takes only a period always answers with it.
+            let required = report["required"].as_array_mut().expect("a list");
+            required.extend(value.as_array().into_iter().flatten().cloned());
+        } else {
+            report[key] = value.clone();
+        }
+    }
+    schema(report)
+}
 
 struct BearerAuth;
 

@@ -243,16 +243,23 @@ async fn the_document_describes_what_the_design_promises() {
     let set =
         |items: &[&str]| -> BTreeSet<String> { items.iter().map(|s| s.to_string()).collect() };
 
+    let mut paths = set(&[
+        "/livez",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/reports",
+    ]);
+    paths.extend(
+        skype_gateway::catalog::all()
+            .map(|spec| format!("/{}/{}/{{period}}", spec.workload, spec.report)),
+    );
+    assert!(paths.contains(REPORT));
     assert_eq!(
         keys(&doc["paths"]),
-        set(&[
-            REPORT,
-            "/livez",
-            "/healthz",
-            "/readyz",
-            "/metrics",
-            "/openapi.json"
-        ])
+        paths,
+        "every catalog report and the probes"
     );
 
     let report = contract.operation(REPORT);
@@ -326,7 +333,8 @@ async fn the_document_describes_what_the_design_promises() {
         schemas["ErrorDetail"]["required"],
         json!(["code", "message"])
     );
-    let row = &schemas["ReportRow"];
+    let report_schema = &schemas["getSkypeForBusinessActivityCountsReport"];
+    let row = &report_schema["properties"]["value"]["items"];
     for count in ["peerToPeer", "organized", "participated"] {
         assert_eq!(
             row["properties"][count]["type"],
@@ -335,15 +343,33 @@ async fn the_document_describes_what_the_design_promises() {
         );
     }
     assert_eq!(row["required"].as_array().unwrap().len(), 6);
-    let report_schema = &schemas["Report"];
     assert_eq!(
         report_schema["properties"]["reportRefreshDate"]["type"],
         json!(["string", "null"])
     );
     assert_eq!(
         report_schema["required"],
-        json!(["period", "reportRefreshDate", "value"])
+        json!(["reportRefreshDate", "value", "period"])
     );
+    // Every catalog report has its own row schema, its columns under their JSON names.
+    for spec in skype_gateway::catalog::all() {
+        let schema = &schemas[format!("{}Report", spec.function)];
+        let row = &schema["properties"]["value"]["items"]["properties"];
+        for column in spec.columns {
+            assert!(
+                row[column.json].is_object(),
+                "{}: {}",
+                spec.function,
+                column.json
+            );
+        }
+        let path = format!("/{}/{}/{{period}}", spec.workload, spec.report);
+        let ok = &contract.operation(&path)["responses"]["200"]["content"]["application/json"];
+        assert_eq!(
+            ok["schema"]["$ref"],
+            format!("#/components/schemas/{}Report", spec.function)
+        );
+    }
     assert_eq!(
         keys(&contract.operation("/readyz")["responses"]),
         set(&["200", "503"])
@@ -534,7 +560,7 @@ async fn the_check_catches_a_document_that_is_wrong_about_an_answer() {
                 "a document wrong about {what} went unnoticed: {problems:?}"
             );
         };
-    let row = "/components/schemas/ReportRow/properties";
+    let row = "/components/schemas/getSkypeForBusinessActivityCountsReport/properties/value/items/properties";
     let responses = "/paths/~1skype~1activity-counts~1{period}/get/responses";
     let ok = &format!("{responses}/200/headers");
 

@@ -3,6 +3,7 @@
 mod admission;
 mod budget;
 mod cache;
+mod catalog;
 mod connections;
 mod contract;
 mod errors;

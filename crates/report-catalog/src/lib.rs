@@ -14,6 +14,16 @@ pub fn all() -> impl Iterator<Item = &'static ReportSpec> {
     entries::GROUPS.iter().flat_map(|group| group.iter())
 }
 
+/// The entry of a Graph function, e.g. `getSkypeForBusinessActivityCounts`.
+pub fn by_function(function: &str) -> Option<&'static ReportSpec> {
+    all().find(|spec| spec.function == function)
+}
+
+/// The entry served at `/{workload}/{report}/...`.
+pub fn by_route(workload: &str, report: &str) -> Option<&'static ReportSpec> {
+    all().find(|spec| spec.workload == workload && spec.report == report)
+}
+
 /// The route segment of a product, from a function name's prefix.
 const WORKLOADS: &[(&str, &str)] = &[
     ("getSkypeForBusiness", "skype"),
@@ -83,6 +93,17 @@ mod tests {
         ] {
             assert_eq!(route_of(function), Some((workload, report.to_owned())));
         }
+    }
+
+    #[test]
+    fn entries_are_found_by_function_and_route_at_one_address() {
+        let spec = by_function("getSkypeForBusinessActivityCounts").unwrap();
+        assert!(std::ptr::eq(
+            spec,
+            by_route("skype", "activity-counts").unwrap()
+        ));
+        assert!(by_function("getNothing").is_none());
+        assert!(by_route("skype", "nothing").is_none());
     }
 
     #[test]

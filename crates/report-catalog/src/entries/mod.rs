@@ -13,7 +13,9 @@ mod yammer;
 
 use super::ReportSpec;
 
-pub const GROUPS: &[&[ReportSpec]] = &[
+/// A static, not a constant: an entry's address is its identity (the gateway's cache keys
+/// compare it), and only a static has one address.
+pub static GROUPS: &[&[ReportSpec]] = &[
     skype::REPORTS,
     teams::REPORTS,
     email::REPORTS,
