@@ -2,8 +2,10 @@
 //! then runs with `--graph-base-url {origin}/v1.0 --download-allowlist {origin}`.
 //!
 //! Usage: `simulator [--workers N] [--report-latency-ms MS] [--download-latency-ms MS]
-//! [--per-app N] [--per-tenant N] [--window-ms MS] [--no-limits]`
+//! [--per-app N] [--per-tenant N] [--window-ms MS] [--no-limits] [--entities N]`
 //!
+//! It serves every report of the catalog; `--entities` sets how many users (sites, groups,
+//! teams) each tenant has, the rows of a per-entity report (5 unless given).
 //! It throttles report calls as Graph does (14 per app and 40 per tenant per 10 minutes, per
 //! report function); `--per-app`, `--per-tenant` and `--window-ms` change those limits and
 //! `--no-limits` turns throttling off. Prints `simulator origin http://127.0.0.1:PORT` once it
@@ -14,7 +16,8 @@ use std::{process::ExitCode, time::Duration};
 use graph_simulator::{GraphLimits, Simulator, SimulatorConfig};
 
 const USAGE: &str = "usage: simulator [--workers N] [--report-latency-ms MS] \
-[--download-latency-ms MS] [--per-app N] [--per-tenant N] [--window-ms MS] [--no-limits]";
+[--download-latency-ms MS] [--per-app N] [--per-tenant N] [--window-ms MS] [--no-limits] \
+[--entities N]";
 
 #[actix_web::main]
 async fn main() -> ExitCode {
@@ -64,6 +67,10 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<SimulatorConfig, Stri
             "--per-tenant" => limits.per_tenant = count()?,
             "--window-ms" if n == 0 => return Err("--window-ms must be at least 1".into()),
             "--window-ms" => limits.window = Duration::from_millis(n),
+            "--entities" => {
+                config.entities =
+                    usize::try_from(n).map_err(|_| format!("{flag}: {n} is too large"))?;
+            }
             _ => return Err(format!("unknown flag {flag:?}")),
         }
     }

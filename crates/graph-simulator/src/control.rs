@@ -13,6 +13,8 @@
 //! | `GET /_simulator/limits` | the throttling limits, `{"perApp":14,"perTenant":40,"windowMs":600000}`, or `null` when off |
 //! | `POST /_simulator/limits` | `204`: new limits (the same body, every field required), every window empty; `400` if the body is wrong |
 //! | `DELETE /_simulator/limits` | `204`: throttling off, every call admitted and none counted |
+//! | `GET /_simulator/entities` | the users (sites, groups, teams) of every tenant, the rows of a per-entity report: `{"count":5}` |
+//! | `POST /_simulator/entities` | `204`: a new count (the same body, 0 to 1000000), for reports served from now on; `400` if the body is wrong |
 //!
 //! A fault body is `{"fault":KIND, ...fields, "times":N}` or `{..., "always":true}` (no `times`
 //! means once). Kinds and fields: `status` (`status`, optional `retryAfter` seconds),
@@ -49,6 +51,17 @@ pub(super) fn scope() -> actix_web::Scope {
         .route("/limits", web::get().to(limits))
         .route("/limits", web::post().to(set_limits))
         .route("/limits", web::delete().to(clear_limits))
+        .route("/entities", web::get().to(entities))
+        .route("/entities", web::post().to(set_entities))
+}
+
+/// More rows than this would be a file of gigabytes, held in memory.
+const MAX_ENTITIES: usize = 1_000_000;
+
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct Entities {
+    count: usize,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -276,6 +289,25 @@ async fn set_limits(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse
 async fn clear_limits(shared: web::Data<Shared>) -> HttpResponse {
     shared.lock().books.set_limits(None);
     HttpResponse::NoContent().finish()
+}
+
+async fn entities(shared: web::Data<Shared>) -> HttpResponse {
+    let count = shared.lock().entities;
+    HttpResponse::Ok().json(Entities { count })
+}
+
+async fn set_entities(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    match serde_json::from_slice::<Entities>(&body) {
+        Ok(Entities { count }) if count <= MAX_ENTITIES => {
+            shared.lock().entities = count;
+            HttpResponse::NoContent().finish()
+        }
+        Ok(_) => HttpResponse::BadRequest()
+            .json(serde_json::json!({ "error": format!("count must be at most {MAX_ENTITIES}") })),
+        Err(error) => {
+            HttpResponse::BadRequest().json(serde_json::json!({ "error": error.to_string() }))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,81 +1,160 @@
-//! The simulated report data: deterministic counts, the CSV file Graph would serve, its ETag.
+//! The simulated report data: deterministic cells, the CSV file Graph would serve, its ETag,
+//! for every report of the catalog.
 //!
 //! Everything is a hash of its inputs, so two simulators (or two runs) agree on a tenant's data
 //! without sharing state, and a test can predict what the gateway should return.
 
 use std::fmt::Write as _;
 
-use super::date::Day;
-use crate::Period;
+use report_catalog::{Kind, ReportSpec, Rows};
 
-/// Graph's column names, in the order Graph usually writes them.
-pub(super) const COLUMNS: [&str; 6] = [
-    "Report Refresh Date",
-    "Report Date",
-    "Report Period",
-    "Peer-to-peer",
-    "Organized",
-    "Participated",
-];
+use super::date::Day;
+use crate::Window;
+
+/// The report of the gateway's first contract. Its files were captured by tests before the
+/// simulator served the whole catalog, so its cells and ETags keep the hashes they had then,
+/// which name no function.
+pub(super) const MISSION: &str = "getSkypeForBusinessActivityCounts";
 
 const BOM: &str = "\u{feff}";
+
+/// Per-entity reports cycle through these for a `+`-joined list of products.
+const PRODUCTS: [&str; 6] = [
+    "MICROSOFT 365 E3",
+    "MICROSOFT 365 E5",
+    "OFFICE 365 E3",
+    "MICROSOFT TEAMS EXPLORATORY",
+    "EXCHANGE ONLINE (PLAN 1)",
+    "POWER BI PRO",
+];
+
+/// The catalog entry of a function, matched in any letter case as OData does.
+pub(super) fn spec_of(function: &str) -> Option<&'static ReportSpec> {
+    report_catalog::all().find(|spec| spec.function.eq_ignore_ascii_case(function))
+}
 
 /// What one report file is made of. The same inputs always give the same bytes and ETag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct ReportData {
     pub tenant: String,
-    pub period: Period,
+    pub spec: &'static ReportSpec,
+    pub window: Window,
     pub version: u64,
     pub refresh: Day,
+    /// The users, sites, groups or teams of a per-entity report.
+    pub entities: usize,
 }
 
 /// How the body deviates from a good report, for the CSV faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum CsvShape {
     Valid,
-    /// A required column is missing and counts are garbage.
+    /// A required column is missing and a cell is garbage.
     Malformed,
     /// Well-formed, but at least this many bytes.
     Oversized(usize),
-    /// Well-formed, with this many rows of distinct days (up to a century) whatever the period.
+    /// Well-formed, with this many rows of distinct days or entities (days up to a century)
+    /// whatever the period.
     ManyRows(usize),
 }
 
+/// What a row stands for.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    /// `Report Date`, or the day a per-entity row reports up to.
+    day: Day,
+    /// Counted from 1: the user, site, group or team; the row's rank in a fixed report.
+    entity: u64,
+}
+
 impl ReportData {
+    fn is_mission(&self) -> bool {
+        self.spec.function == MISSION
+    }
+
     /// A strong ETag: changes with any input, so a new data version or refresh day is a new file.
     pub fn etag(&self) -> String {
-        let h = hash(&[
+        let window = self.window.to_string();
+        let version = self.version.to_le_bytes();
+        let refresh = self.refresh.0.to_le_bytes();
+        let entities = (self.entities as u64).to_le_bytes();
+        let mut parts: Vec<&[u8]> = vec![
             b"etag",
             self.tenant.as_bytes(),
-            self.period.as_str().as_bytes(),
-            &self.version.to_le_bytes(),
-            &self.refresh.0.to_le_bytes(),
-        ]);
-        format!("\"{}\"", hex(&h[..16]))
+            window.as_bytes(),
+            &version,
+            &refresh,
+        ];
+        if !self.is_mission() {
+            parts.push(self.spec.function.as_bytes());
+            if self.spec.rows == Rows::PerEntity {
+                parts.push(&entities);
+            }
+        }
+        format!("\"{}\"", hex(&hash(&parts)[..16]))
+    }
+
+    /// How many rows Graph would write.
+    fn rows(&self) -> usize {
+        match self.spec.rows {
+            Rows::PerDay => self.window.days() as usize,
+            Rows::Fixed(rows) => rows as usize,
+            Rows::PerEntity => self.entities,
+        }
+    }
+
+    /// The last day the report covers.
+    fn last_day(&self) -> Day {
+        match self.window {
+            Window::Period(_) => self.refresh,
+            Window::Date(day) => day,
+        }
+    }
+
+    fn row(&self, i: usize) -> Row {
+        let day = match self.spec.rows {
+            // Oversized files repeat a century of history rather than run off the calendar.
+            Rows::PerDay => self.last_day().minus(i as i64 % 36_500),
+            Rows::Fixed(_) | Rows::PerEntity => self.last_day(),
+        };
+        Row {
+            day,
+            entity: i as u64 + 1,
+        }
     }
 
     pub fn csv(&self, shape: CsvShape) -> Vec<u8> {
-        let mut columns: Vec<usize> = column_order(&self.tenant).to_vec();
+        let columns = self.spec.columns;
+        let mut order = column_order(&self.tenant, columns.len());
+        let (garbage, dropped) = malformed_columns(self.spec);
         if shape == CsvShape::Malformed {
-            columns.retain(|&c| COLUMNS[c] != "Organized");
+            order.retain(|&c| Some(c) != dropped);
         }
+        let garbage = (shape == CsvShape::Malformed).then_some(garbage);
         let mut out = String::from(BOM);
-        let header: Vec<&str> = columns.iter().map(|&c| COLUMNS[c]).collect();
+        let header: Vec<&str> = order.iter().map(|&c| columns[c].csv).collect();
         out.push_str(&header.join(","));
         out.push_str("\r\n");
 
-        let days = i64::from(self.period.days());
-        let wants_more = |i: i64, len: usize| match shape {
-            CsvShape::Oversized(min) => i < days || len < min,
-            CsvShape::ManyRows(rows) => i < rows as i64,
-            _ => i < days,
+        let rows = self.rows();
+        let wants_more = |i: usize, len: usize| match shape {
+            CsvShape::Oversized(min) => i < rows || len < min,
+            CsvShape::ManyRows(many) => i < many,
+            _ => i < rows,
         };
         let mut i = 0;
         while wants_more(i, out.len()) {
-            // Oversized files repeat a century of history rather than run off the calendar.
-            let date = self.refresh.minus(i % 36_500);
-            let cells: Vec<String> = columns.iter().map(|&c| self.cell(c, date, shape)).collect();
-            out.push_str(&cells.join(","));
+            let row = self.row(i);
+            for (n, &c) in order.iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                if Some(c) == garbage {
+                    out.push_str("n/a");
+                } else {
+                    self.cell(c, row, &mut out);
+                }
+            }
             out.push_str("\r\n");
             i += 1;
         }
@@ -84,51 +163,221 @@ impl ReportData {
         out.into_bytes()
     }
 
-    fn cell(&self, column: usize, date: Day, shape: CsvShape) -> String {
-        match COLUMNS[column] {
-            "Report Refresh Date" => self.refresh.to_string(),
-            "Report Date" => date.to_string(),
-            "Report Period" => self.period.days().to_string(),
-            "Peer-to-peer" if shape == CsvShape::Malformed => "n/a".to_string(),
-            name => self
-                .count(name, date)
-                .map_or_else(String::new, |n| n.to_string()),
+    fn cell(&self, column: usize, row: Row, out: &mut String) {
+        let column = &self.spec.columns[column];
+        let name = column.csv;
+        match (name, column.kind) {
+            ("Report Refresh Date", _) => push(out, self.refresh),
+            ("Report Date", _) => push(out, row.day),
+            ("Report Period", _) => push(out, self.window.days()),
+            (_, Kind::Integer) => {
+                if let Some(n) = self.count(name, row) {
+                    push(out, n);
+                }
+            }
+            (_, Kind::Date) => {
+                if let Some(day) = self.date(name, row) {
+                    push(out, day);
+                }
+            }
+            (_, Kind::Boolean) => {
+                let yes = match name {
+                    "Is Deleted" => self.is_deleted(row),
+                    _ => self.draw(b"bool", name, row).is_multiple_of(2),
+                };
+                out.push_str(if yes { "Yes" } else { "No" });
+            }
+            (_, Kind::List) => {
+                let x = self.draw(b"list", name, row);
+                if !x.is_multiple_of(6) {
+                    let first = (x >> 8) as usize % PRODUCTS.len();
+                    let len = 1 + (x >> 16) as usize % 3;
+                    let list: Vec<&str> = (0..len)
+                        .map(|k| PRODUCTS[(first + k) % PRODUCTS.len()])
+                        .collect();
+                    out.push_str(&list.join("+"));
+                }
+            }
+            (_, Kind::Duration) => {
+                let x = self.draw(b"duration", name, row);
+                push(out, format_args!("PT{}S", (x >> 8) % 7_200));
+            }
+            (_, Kind::String) => self.text(name, row, out),
         }
     }
 
-    /// A day's count for one column, `None` for an empty cell (about one in six).
-    /// Independent of the period so that D7 and D30 agree on the days they share.
-    pub fn count(&self, column: &str, date: Day) -> Option<u64> {
-        let h = hash(&[
-            b"count",
-            self.tenant.as_bytes(),
-            &self.version.to_le_bytes(),
-            &date.0.to_le_bytes(),
-            column.as_bytes(),
-        ]);
-        let x = u64::from_le_bytes(h[..8].try_into().expect("8 bytes"));
+    /// A count for one column and row, `None` for an empty cell (about one in six). A day's
+    /// counts do not depend on the period, so that D7 and D30 agree on the days they share.
+    fn count(&self, column: &str, row: Row) -> Option<u64> {
+        let x = if self.is_mission() {
+            let h = hash(&[
+                b"count",
+                self.tenant.as_bytes(),
+                &self.version.to_le_bytes(),
+                &row.day.0.to_le_bytes(),
+                column.as_bytes(),
+            ]);
+            u64::from_le_bytes(h[..8].try_into().expect("8 bytes"))
+        } else {
+            self.draw(b"count", column, row)
+        };
         let max = match column {
             "Peer-to-peer" => 500,
             "Organized" => 80,
+            _ if column.contains("(Byte)") => 1 << 40,
+            _ if column.contains("Seconds") || column.contains("Minutes") => 36_000,
             _ => 200,
         };
         (!x.is_multiple_of(6)).then_some((x >> 8) % max)
+    }
+
+    /// A date other than the report's own: some day of the window, or an empty cell (about one
+    /// in six); a deletion date only for a deleted entity.
+    fn date(&self, column: &str, row: Row) -> Option<Day> {
+        if column == "Deleted Date" {
+            return self.is_deleted(row).then(|| {
+                row.day
+                    .minus((self.draw(b"date", column, row) >> 8) as i64 % 30)
+            });
+        }
+        let x = self.draw(b"date", column, row);
+        let span = i64::from(self.window.days());
+        (!x.is_multiple_of(6)).then(|| row.day.minus((x >> 8) as i64 % span))
+    }
+
+    /// One entity in ten is deleted, the same in every column and data version.
+    fn is_deleted(&self, row: Row) -> bool {
+        let h = hash(&[
+            b"deleted",
+            self.tenant.as_bytes(),
+            self.spec.function.as_bytes(),
+            &row.entity.to_le_bytes(),
+        ]);
+        h[0].is_multiple_of(10)
+    }
+
+    /// Names and ids follow the entity, so that two reports of a tenant name the same users.
+    fn text(&self, column: &str, row: Row, out: &mut String) {
+        let domain = domain(&self.tenant);
+        let i = row.entity;
+        match column {
+            "User Principal Name" | "Owner Principal Name" => {
+                push(out, format_args!("user{i}@{domain}"));
+            }
+            "Display Name" | "Owner Display Name" => push(out, format_args!("User {i}")),
+            "Tenant Display Name" => out.push_str(&domain),
+            "Group Display Name" => push(out, format_args!("Group {i}")),
+            "Team Name" => push(out, format_args!("Team {i}")),
+            "Site URL" => push(
+                out,
+                format_args!("https://{domain}.sharepoint.com/sites/site{i}"),
+            ),
+            "Group Type" | "Team Type" => {
+                out.push_str(["Public", "Private"][(i % 2) as usize]);
+            }
+            "Site Type" | "Root Web Template" => {
+                out.push_str(["Team Site", "Communication Site", "Group"][(i % 3) as usize]);
+            }
+            _ if column.ends_with(" Id") => {
+                let h = hash(&[
+                    b"id",
+                    self.tenant.as_bytes(),
+                    column.as_bytes(),
+                    &i.to_le_bytes(),
+                ]);
+                let id = hex(&h[..16]);
+                push(
+                    out,
+                    format_args!(
+                        "{}-{}-{}-{}-{}",
+                        &id[..8],
+                        &id[8..12],
+                        &id[12..16],
+                        &id[16..20],
+                        &id[20..]
+                    ),
+                );
+            }
+            _ => {
+                let words: Vec<&str> = column.split_whitespace().collect();
+                push(out, format_args!("{} {i}", words.join("-")));
+            }
+        }
+    }
+
+    /// A hash of the cell: per-day rows are keyed by their day alone, so that periods agree on
+    /// the days they share; other rows by the window too, as Graph sums each over its window.
+    fn draw(&self, what: &[u8], column: &str, row: Row) -> u64 {
+        let window = self.window.to_string();
+        let key: [&[u8]; 2] = match self.spec.rows {
+            Rows::PerDay => [b"day", &row.day.0.to_le_bytes()],
+            Rows::Fixed(_) | Rows::PerEntity => [window.as_bytes(), &row.entity.to_le_bytes()],
+        };
+        let h = hash(&[
+            what,
+            self.tenant.as_bytes(),
+            self.spec.function.as_bytes(),
+            &self.version.to_le_bytes(),
+            key[0],
+            key[1],
+            column.as_bytes(),
+        ]);
+        u64::from_le_bytes(h[..8].try_into().expect("8 bytes"))
+    }
+}
+
+fn push(out: &mut String, value: impl std::fmt::Display) {
+    let _ = write!(out, "{value}");
+}
+
+/// The columns [`CsvShape::Malformed`] spoils: garbage in the first count and the second count
+/// missing (`Peer-to-peer` and `Organized` in the mission report); in a report with fewer
+/// counts, garbage in its first date and the first other required column missing.
+fn malformed_columns(spec: &ReportSpec) -> (usize, Option<usize>) {
+    let required = |kind: Option<Kind>| {
+        spec.columns
+            .iter()
+            .enumerate()
+            .filter(move |(_, c)| !c.deprecated && kind.is_none_or(|k| c.kind == k))
+            .map(|(i, _)| i)
+    };
+    let counts: Vec<usize> = required(Some(Kind::Integer)).take(2).collect();
+    if let [garbage, dropped] = counts[..] {
+        return (garbage, Some(dropped));
+    }
+    let garbage = required(Some(Kind::Date)).next().unwrap_or(0);
+    (garbage, required(None).find(|&c| c != garbage))
+}
+
+/// The tenant as a DNS name: its letters, digits, dots and dashes.
+fn domain(tenant: &str) -> String {
+    let domain: String = tenant
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+        .collect();
+    if domain.is_empty() {
+        "tenant".to_string()
+    } else {
+        domain
     }
 }
 
 /// Graph does not promise a column order; a third of tenants get a shuffled one so that a
 /// gateway mapping columns by position fails its tests.
-pub(super) fn column_order(tenant: &str) -> [usize; 6] {
-    let mut order = [0, 1, 2, 3, 4, 5];
-    let h = hash(&[b"columns", tenant.as_bytes()]);
-    if !h[0].is_multiple_of(3) {
+pub(super) fn column_order(tenant: &str, columns: usize) -> Vec<usize> {
+    let identity: Vec<usize> = (0..columns).collect();
+    let mut order = identity.clone();
+    // The XOF's first 32 bytes are the hash itself: a six-column order is what it always was.
+    let mut bytes = vec![0; columns.max(32)];
+    hash_xof(&[b"columns", tenant.as_bytes()], &mut bytes);
+    if !bytes[0].is_multiple_of(3) || columns < 2 {
         return order;
     }
-    for i in (1..order.len()).rev() {
-        order.swap(i, usize::from(h[i]) % (i + 1));
+    for i in (1..columns).rev() {
+        order.swap(i, usize::from(bytes[i]) % (i + 1));
     }
-    if order == [0, 1, 2, 3, 4, 5] {
-        order.swap(0, 5);
+    if order == identity {
+        order.swap(0, columns - 1);
     }
     order
 }
@@ -145,12 +394,19 @@ pub(super) fn opaque_app(token: &str) -> String {
 
 /// BLAKE3 over length-prefixed parts, so that ("ab", "c") and ("a", "bc") differ.
 fn hash(parts: &[&[u8]]) -> [u8; 32] {
+    let mut out = [0; 32];
+    hash_xof(parts, &mut out);
+    out
+}
+
+/// [`hash`], as many bytes of it as `out` holds.
+fn hash_xof(parts: &[&[u8]], out: &mut [u8]) {
     let mut hasher = blake3::Hasher::new();
     for part in parts {
         hasher.update(&(part.len() as u64).to_le_bytes());
         hasher.update(part);
     }
-    *hasher.finalize().as_bytes()
+    hasher.finalize_xof().fill(out);
 }
 
 pub(super) fn hex(bytes: &[u8]) -> String {
@@ -161,152 +417,4 @@ pub(super) fn hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn data(tenant: &str, period: Period) -> ReportData {
-        ReportData {
-            tenant: tenant.to_string(),
-            period,
-            version: 0,
-            refresh: "2026-11-25".parse().unwrap(),
-        }
-    }
-
-    fn lines(csv: &[u8]) -> Vec<String> {
-        let text = std::str::from_utf8(csv).unwrap();
-        let text = text.strip_prefix(BOM).expect("BOM");
-        assert!(!text.replace("\r\n", "").contains('\n'), "bare LF");
-        text.split("\r\n").map(str::to_string).collect()
-    }
-
-    #[test]
-    fn same_inputs_same_bytes_and_etag() {
-        let (a, b) = (data("contoso", Period::D7), data("contoso", Period::D7));
-        assert_eq!(a.csv(CsvShape::Valid), b.csv(CsvShape::Valid));
-        assert_eq!(a.etag(), b.etag());
-    }
-
-    #[test]
-    fn etag_changes_with_every_input() {
-        let base = data("contoso", Period::D7);
-        let variants = [
-            ReportData {
-                tenant: "fabrikam".into(),
-                ..base.clone()
-            },
-            ReportData {
-                period: Period::D30,
-                ..base.clone()
-            },
-            ReportData {
-                version: 1,
-                ..base.clone()
-            },
-            ReportData {
-                refresh: base.refresh.minus(1),
-                ..base.clone()
-            },
-        ];
-        for v in variants {
-            assert_ne!(v.etag(), base.etag(), "{v:?}");
-        }
-        let etag = base.etag();
-        assert!(etag.starts_with('"') && etag.ends_with('"') && etag.len() == 34);
-    }
-
-    #[test]
-    fn rows_newest_first_ending_at_refresh_date() {
-        let d = data("contoso", Period::D30);
-        let lines = lines(&d.csv(CsvShape::Valid));
-        let order = column_order("contoso");
-        let pos = |name: &str| order.iter().position(|&c| COLUMNS[c] == name).unwrap();
-        // header + 30 rows + the blank line + what follows the final CRLF
-        assert_eq!(lines.len(), 33);
-        assert_eq!(&lines[31..], ["", ""]);
-        let rows: Vec<Vec<&str>> = lines[1..31]
-            .iter()
-            .map(|l| l.split(',').collect())
-            .collect();
-        assert_eq!(rows[0][pos("Report Date")], "2026-11-25");
-        assert_eq!(rows[29][pos("Report Date")], "2026-10-27");
-        for row in &rows {
-            assert_eq!(row[pos("Report Refresh Date")], "2026-11-25");
-            assert_eq!(row[pos("Report Period")], "30");
-        }
-    }
-
-    #[test]
-    fn a_day_has_the_same_counts_in_every_period() {
-        let day: Day = "2026-11-20".parse().unwrap();
-        let (d7, d90) = (data("contoso", Period::D7), data("contoso", Period::D90));
-        for column in &COLUMNS[3..] {
-            assert_eq!(d7.count(column, day), d90.count(column, day));
-        }
-    }
-
-    #[test]
-    fn about_one_cell_in_six_is_empty() {
-        let d = data("contoso", Period::D180);
-        let cells: Vec<Option<u64>> = (0..180)
-            .flat_map(|i| COLUMNS[3..].iter().map(move |c| (i, c)))
-            .map(|(i, c)| d.count(c, d.refresh.minus(i)))
-            .collect();
-        let empty = cells.iter().filter(|c| c.is_none()).count();
-        assert!((50..=130).contains(&empty), "{empty} of 540 empty");
-    }
-
-    #[test]
-    fn some_tenants_get_a_shuffled_column_order() {
-        let orders: Vec<[usize; 6]> = (0..30)
-            .map(|i| column_order(&format!("tenant-{i}")))
-            .collect();
-        assert!(orders.contains(&[0, 1, 2, 3, 4, 5]));
-        assert!(orders.iter().any(|o| *o != [0, 1, 2, 3, 4, 5]));
-        for mut o in orders {
-            o.sort();
-            assert_eq!(o, [0, 1, 2, 3, 4, 5]);
-        }
-    }
-
-    #[test]
-    fn malformed_lacks_a_column_and_has_garbage() {
-        let lines = lines(&data("contoso", Period::D7).csv(CsvShape::Malformed));
-        assert!(!lines[0].contains("Organized"));
-        assert!(lines[1].contains("n/a"));
-    }
-
-    #[test]
-    fn oversized_reaches_the_size_and_stays_well_formed() {
-        let csv = data("contoso", Period::D7).csv(CsvShape::Oversized(100_000));
-        assert!(csv.len() >= 100_000);
-        let lines = lines(&csv);
-        assert!(
-            lines[1..lines.len() - 2]
-                .iter()
-                .all(|l| l.split(',').count() == 6)
-        );
-    }
-
-    #[test]
-    fn many_rows_has_that_many_rows_of_distinct_days() {
-        let lines = lines(&data("contoso", Period::D7).csv(CsvShape::ManyRows(1000)));
-        // header + rows + the blank line + what follows the final CRLF
-        assert_eq!(lines.len(), 1000 + 3);
-        let pos = column_order("contoso")
-            .iter()
-            .position(|&c| COLUMNS[c] == "Report Date")
-            .unwrap();
-        let dates: std::collections::HashSet<&str> = lines[1..1001]
-            .iter()
-            .map(|l| l.split(',').nth(pos).unwrap())
-            .collect();
-        assert_eq!(dates.len(), 1000);
-    }
-
-    #[test]
-    fn opaque_tenants_are_stable_and_distinct() {
-        assert_eq!(opaque_tenant("a"), opaque_tenant("a"));
-        assert_ne!(opaque_tenant("a"), opaque_tenant("b"));
-    }
-}
+mod tests;

@@ -9,16 +9,16 @@ use std::{
 
 const SECONDS_PER_DAY: u64 = 86_400;
 
-/// A UTC calendar day, counted from 1970-01-01.
+/// A UTC calendar day, counted from 1970-01-01: parsed from and written as `YYYY-MM-DD`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(super) struct Day(pub i64);
+pub struct Day(pub(crate) i64);
 
 impl Day {
-    pub fn today() -> Day {
+    pub(crate) fn today() -> Day {
         Day((unix_seconds() / SECONDS_PER_DAY) as i64)
     }
 
-    pub fn minus(self, days: i64) -> Day {
+    pub(crate) fn minus(self, days: i64) -> Day {
         Day(self.0 - days)
     }
 
@@ -58,8 +58,9 @@ impl fmt::Display for Day {
     }
 }
 
+/// Not a `YYYY-MM-DD` day of the calendar.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct InvalidDate;
+pub struct InvalidDate;
 
 impl FromStr for Day {
     type Err = InvalidDate;

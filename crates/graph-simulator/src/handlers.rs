@@ -1,5 +1,5 @@
-//! The routes Graph itself would serve: the report function, its pre-authenticated download,
-//! and Graph's `400` for anything else.
+//! The routes Graph itself would serve: every report function of the catalog, its
+//! pre-authenticated download, and Graph's `400` for anything else.
 //!
 //! Each call is decided first (under the state lock, quickly), recorded, then delayed by the
 //! configured latency and faults, then answered: a test can see a call the gateway abandoned.
@@ -20,18 +20,17 @@ use actix_web::{
 };
 
 use futures_util::StreamExt as _;
+use report_catalog::{Parameter, ReportSpec};
 
 use super::token::{bearer, claims};
 use super::{
     CallKind, Fault, SeenCall,
-    csv::{CsvShape, ReportData, opaque_app, opaque_tenant},
+    csv::{CsvShape, ReportData, opaque_app, opaque_tenant, spec_of},
     date::{timestamp_now, unix_seconds},
     limits::{CallKey, Throttled},
     state::{LinkRefusal, Shared, Target},
 };
-use crate::Period;
-
-const FUNCTION: &str = "getSkypeForBusinessActivityCounts";
+use crate::Window;
 
 /// Graph's own message on a throttled call.
 const THROTTLED_MESSAGE: &str = "Please retry again later.";
@@ -45,8 +44,8 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
 async fn report(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
     let _in_progress = InProgress::begin(&shared);
     let ids = Ids::of(&req);
-    let (answer, delay) = answer_report(&req, &shared);
-    record(&shared, CallKind::Report, &req, answer.status());
+    let (answer, delay, called) = answer_report(&req, &shared);
+    record(&shared, CallKind::Report, &req, answer.status(), called);
     pause(shared.config.report_latency + delay).await;
     answer.respond(&ids)
 }
@@ -58,8 +57,8 @@ async fn download(
 ) -> HttpResponse {
     let _in_progress = InProgress::begin(&shared);
     let ids = Ids::of(&req);
-    let (answer, delay) = answer_download(&req, &id, &shared);
-    record(&shared, CallKind::Download, &req, answer.status());
+    let (answer, delay, called) = answer_download(&req, &id, &shared);
+    record(&shared, CallKind::Download, &req, answer.status(), called);
     pause(shared.config.download_latency + delay).await;
     answer.respond(&ids)
 }
@@ -87,10 +86,13 @@ async fn unknown_segment(req: HttpRequest) -> HttpResponse {
     Answer::Error(GraphError::bad_request(message)).respond(&Ids::of(&req))
 }
 
+/// The report function and window a call was for, once known.
+type Called = Option<(&'static str, Window)>;
+
 /// Graph checks the token before the URL and both before it throttles: only a call that reaches
 /// the report function counts toward the limits, a 304 included. A throttled call meets no fault.
-fn answer_report(req: &HttpRequest, shared: &Shared) -> (Answer, Duration) {
-    let refuse = |error: GraphError| (Answer::Error(error), Duration::ZERO);
+fn answer_report(req: &HttpRequest, shared: &Shared) -> (Answer, Duration, Called) {
+    let refuse = |error: GraphError| (Answer::Error(error), Duration::ZERO, None);
     if let Some(Fault::Outage(status)) = shared.lock().take_fault(Target::FrontDoor) {
         return refuse(GraphError::from_status(status, None));
     }
@@ -109,28 +111,29 @@ fn answer_report(req: &HttpRequest, shared: &Shared) -> (Answer, Duration) {
             "Lifetime validation failed, the token is expired.",
         ));
     }
-    let period = match parse_function(req.path()) {
-        Ok(period) => period,
+    let (spec, window) = match parse_function(req.path()) {
+        Ok(call) => call,
         Err(message) => return refuse(GraphError::bad_request(message)),
     };
+    let called = Some((spec.function, window));
     let key = CallKey {
         tenant: tenant_of(token),
         app: app_of(token),
-        function: FUNCTION.to_string(),
+        function: spec.function.to_string(),
     };
 
     let mut state = shared.lock();
     if let Err(Throttled { retry_after }) = state.books.admit(&key, Instant::now()) {
-        return refuse(
-            GraphError::from_status(429, Some(retry_after)).with_message(THROTTLED_MESSAGE),
-        );
+        let error = GraphError::from_status(429, Some(retry_after)).with_message(THROTTLED_MESSAGE);
+        return (Answer::Error(error), Duration::ZERO, called);
     }
-    let tenant = key.tenant;
     let data = ReportData {
-        tenant,
-        period,
+        tenant: key.tenant,
+        spec,
+        window,
         version: state.version,
         refresh: shared.refresh_day(),
+        entities: state.entities,
     };
     let etag = data.etag();
     let not_modified = if_none_match(req.headers(), &etag);
@@ -173,10 +176,10 @@ fn answer_report(req: &HttpRequest, shared: &Shared) -> (Answer, Duration) {
             }
         }
     };
-    (answer, delay)
+    (answer, delay, called)
 }
 
-fn answer_download(req: &HttpRequest, id: &str, shared: &Shared) -> (Answer, Duration) {
+fn answer_download(req: &HttpRequest, id: &str, shared: &Shared) -> (Answer, Duration, Called) {
     let sig = req
         .query_string()
         .split('&')
@@ -193,6 +196,7 @@ fn answer_download(req: &HttpRequest, id: &str, shared: &Shared) -> (Answer, Dur
                     text: "The specified blob does not exist.",
                 },
                 Duration::ZERO,
+                None,
             );
         }
         Err(LinkRefusal::BadSignature) => {
@@ -202,13 +206,15 @@ fn answer_download(req: &HttpRequest, id: &str, shared: &Shared) -> (Answer, Dur
                     text: "Server failed to authenticate the request.",
                 },
                 Duration::ZERO,
+                None,
             );
         }
     };
     let fault = state.take_fault(Target::Download);
     drop(state);
     let etag = data.etag();
-    match fault {
+    let called = Some((data.spec.function, data.window));
+    let (answer, delay) = match fault {
         Some(Fault::DownloadStatus(status)) => (
             Answer::Plain {
                 status: status_or_500(status),
@@ -238,7 +244,8 @@ fn answer_download(req: &HttpRequest, id: &str, shared: &Shared) -> (Answer, Dur
             },
             Duration::ZERO,
         ),
-    }
+    };
+    (answer, delay, called)
 }
 
 /// The whole lines of the first half of `body`, then an error that makes the server close the
@@ -289,9 +296,11 @@ fn app_of(token: &str) -> String {
         .unwrap_or_else(|| opaque_app(token))
 }
 
-/// The period of `/v1.0/reports/getSkypeForBusinessActivityCounts(period='D7')`, or Graph's
-/// message for what is wrong. HTTP clients may percent-encode the quotes and parentheses.
-fn parse_function(path: &str) -> Result<Period, String> {
+/// The catalog entry and window of `/v1.0/reports/getTeamsUserActivityUserDetail(period='D7')`
+/// or, for a function that takes one, `(date=2026-11-20)`, or Graph's message for what is wrong.
+/// HTTP clients may percent-encode the quotes and parentheses; Graph writes the date bare, and
+/// takes it quoted too.
+fn parse_function(path: &str) -> Result<(&'static ReportSpec, Window), String> {
     let raw = path.rsplit('/').next().unwrap_or_default();
     let segment = percent_decode(raw);
     let not_found = |name: &str| format!("Resource not found for the segment '{name}'.");
@@ -299,18 +308,30 @@ fn parse_function(path: &str) -> Result<Period, String> {
         return Err(not_found(&segment));
     };
     // OData matches function names case-insensitively, as it does the period value.
-    if !name.eq_ignore_ascii_case(FUNCTION) {
-        return Err(not_found(name));
-    }
-    let value = args
+    let spec = spec_of(name).ok_or_else(|| not_found(name))?;
+    let function = spec.function;
+    let invalid = || format!("Invalid parameters for function '{function}'.");
+    let (key, value) = args
         .strip_suffix(')')
         .and_then(|args| args.split_once('='))
-        .filter(|(key, _)| key.trim().eq_ignore_ascii_case("period"))
-        .and_then(|(_, value)| value.trim().strip_prefix('\'')?.strip_suffix('\''))
-        .ok_or_else(|| format!("Invalid parameters for function '{FUNCTION}'."))?;
-    value
-        .parse()
-        .map_err(|_| format!("Invalid value '{value}' for parameter 'period'."))
+        .map(|(key, value)| (key.trim(), value.trim()))
+        .ok_or_else(invalid)?;
+    let quoted = value.strip_prefix('\'').and_then(|v| v.strip_suffix('\''));
+    if key.eq_ignore_ascii_case("period") {
+        let value = quoted.ok_or_else(invalid)?;
+        let period = value
+            .parse()
+            .map_err(|_| format!("Invalid value '{value}' for parameter 'period'."))?;
+        Ok((spec, Window::Period(period)))
+    } else if key.eq_ignore_ascii_case("date") && spec.parameter == Parameter::PeriodOrDate {
+        let value = quoted.unwrap_or(value);
+        let day = value
+            .parse()
+            .map_err(|_| format!("Invalid value '{value}' for parameter 'date'."))?;
+        Ok((spec, Window::Date(day)))
+    } else {
+        Err(invalid())
+    }
 }
 
 fn percent_decode(text: &str) -> String {
@@ -346,7 +367,7 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
         .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
-fn record(shared: &Shared, kind: CallKind, req: &HttpRequest, status: StatusCode) {
+fn record(shared: &Shared, kind: CallKind, req: &HttpRequest, status: StatusCode, called: Called) {
     let mut headers: Vec<(String, String)> = req
         .headers()
         .iter()
@@ -366,6 +387,8 @@ fn record(shared: &Shared, kind: CallKind, req: &HttpRequest, status: StatusCode
         path_and_query,
         status: status.as_u16(),
         headers,
+        function: called.map(|(function, _)| function.to_string()),
+        window: called.map(|(_, window)| window),
     });
 }
 
@@ -574,6 +597,7 @@ impl Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Period;
 
     #[test]
     fn parses_the_function_segment_as_clients_send_it() {
@@ -593,7 +617,34 @@ mod tests {
                 Period::D180,
             ),
         ] {
-            assert_eq!(parse_function(&format!("{base}{segment}")), Ok(period));
+            assert_eq!(
+                parse_function(&format!("{base}{segment}"))
+                    .map(|(spec, window)| (spec.function, window)),
+                Ok(("getSkypeForBusinessActivityCounts", Window::Period(period)))
+            );
+        }
+    }
+
+    #[test]
+    fn reads_every_catalog_function_and_a_date_where_one_is_taken() {
+        let parse = |segment: &str| {
+            parse_function(&format!("/v1.0/reports/{segment}"))
+                .map(|(spec, window)| (spec.function, window.to_string()))
+        };
+        for spec in report_catalog::all() {
+            let segment = format!("{}(period='D30')", spec.function);
+            assert_eq!(parse(&segment), Ok((spec.function, "D30".to_string())));
+        }
+        for segment in [
+            "getTeamsUserActivityUserDetail(date=2026-11-20)",
+            "getTeamsUserActivityUserDetail(date='2026-11-20')",
+            "getteamsuseractivityuserdetail(DATE=%272026-11-20%27)",
+        ] {
+            assert_eq!(
+                parse(segment),
+                Ok(("getTeamsUserActivityUserDetail", "2026-11-20".to_string())),
+                "{segment}"
+            );
         }
     }
 
@@ -601,7 +652,12 @@ mod tests {
     fn refuses_other_functions_and_periods() {
         for segment in [
             "getSkypeForBusinessActivityCounts",
-            "getTeamsUserActivityCounts(period='D7')",
+            "getTeamsUserActivityCount(period='D7')",
+            "getTeamsUserActivityCounts(date=2026-11-20)",
+            "getTeamsUserActivityUserDetail(date=2026-11-31)",
+            "getTeamsUserActivityUserDetail(date=20261120)",
+            "getTeamsUserActivityUserDetail(date='D7')",
+            "getTeamsUserActivityUserDetail(period=2026-11-20)",
             "getSkypeForBusinessActivityCounts(period='D8')",
             "getSkypeForBusinessActivityCounts(period=D7)",
             "getSkypeForBusinessActivityCounts(date='D7')",

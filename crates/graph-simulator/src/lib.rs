@@ -1,13 +1,16 @@
 //! The Graph simulator: a real actix-web server on loopback that speaks Microsoft Graph's wire
-//! protocol for `getSkypeForBusinessActivityCounts`, for the black-box tests, `--demo` and the
-//! benchmarks.
+//! protocol for every usage report of the report catalog (`report_catalog::all()`), for the
+//! black-box tests, `--demo` and the benchmarks.
 //!
 //! It owns what Graph would: the `302` to a short-lived pre-authenticated download on its own
-//! origin, strong ETags and `304`, Graph-shaped errors, the BOM + CRLF CSV with a per-tenant
-//! column order and empty cells, and data that is deterministic per tenant, period, data version
-//! and refresh date. On top of that it offers what Graph does not: faults to switch on, forged
-//! tokens to reject, a data version to advance, and a record of every call with the headers it
-//! carried, through [`Simulator`] and an HTTP control API under `/_simulator/` for scripts.
+//! origin, strong ETags and `304`, Graph-shaped errors, the BOM + CRLF CSV with the catalog's
+//! columns in a per-tenant order and empty cells, and data that is deterministic per tenant,
+//! report function, period or date, data version and refresh date: one row a day for the count
+//! reports, one per user, site, group or team for the detail ones (as many as
+//! [`SimulatorConfig::entities`] says). On top of that it offers what Graph does not: faults to
+//! switch on, forged tokens to reject, a data version to advance, and a record of every call
+//! with the headers it carried, through [`Simulator`] and an HTTP control API under
+//! `/_simulator/` for scripts.
 //!
 //! The tenant of a call is the `tid` claim of a JWT or, for an opaque token, a hash of it; like
 //! the gateway, the simulator does not verify tokens beyond `exp` and [`Simulator::reject_token`].
@@ -33,10 +36,11 @@ use actix_web::{App, HttpServer, dev::ServerHandle, web};
 use base64::Engine as _;
 use serde::Serialize;
 
-use csv::{CsvShape, ReportData};
-use date::Day;
+use csv::{CsvShape, MISSION, ReportData, spec_of};
+pub use date::{Day, InvalidDate};
 pub use limits::GraphLimits;
-pub use period::Period;
+pub use period::{Period, Window};
+use report_catalog::Parameter;
 use state::Shared;
 
 /// How the simulated Graph behaves when no fault is queued.
@@ -54,6 +58,8 @@ pub struct SimulatorConfig {
     pub workers: usize,
     /// Graph's throttling of report calls; `None` admits every call.
     pub limits: Option<GraphLimits>,
+    /// The users (or sites, groups, teams) of every tenant: the rows of a per-entity report.
+    pub entities: usize,
 }
 
 impl Default for SimulatorConfig {
@@ -65,6 +71,7 @@ impl Default for SimulatorConfig {
             refresh_date: None,
             workers: 1,
             limits: Some(GraphLimits::default()),
+            entities: 5,
         }
     }
 }
@@ -83,7 +90,7 @@ pub struct Simulator {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum CallKind {
-    /// `GET /v1.0/reports/getSkypeForBusinessActivityCounts(...)`
+    /// `GET /v1.0/reports/{function}(...)`
     Report,
     /// `GET /data/download/{id}?sig=...`
     Download,
@@ -99,6 +106,11 @@ pub struct SeenCall {
     pub status: u16,
     /// Header names lowercase, sorted by name (actix does not keep the wire order).
     pub headers: Vec<(String, String)>,
+    /// The catalog's name of the report function called (or downloaded), once the URL was
+    /// read: `None` for a call refused before, or a download of no live link.
+    pub function: Option<String>,
+    /// The period or date it was called for, alongside `function`.
+    pub window: Option<Window>,
 }
 
 impl SeenCall {
@@ -138,13 +150,15 @@ pub enum Fault {
     /// A download sends the whole lines of the first half of the CSV in chunked encoding and
     /// closes the connection without the terminating zero-length chunk.
     UnterminatedChunks,
-    /// The CSV lacks the `Organized` column and has garbage in `Peer-to-peer`. Applies to a
-    /// download, or to the body of a report call answered under [`Fault::DirectCsv`].
+    /// The CSV lacks a required column and has garbage in another: in the mission report,
+    /// `Organized` is missing and `Peer-to-peer` is `n/a`; in another, its second count is
+    /// missing and its first is `n/a`. Applies to a download, or to the body of a report call
+    /// answered under [`Fault::DirectCsv`].
     MalformedCsv,
     /// A well-formed CSV of at least this many bytes; applies like [`Fault::MalformedCsv`].
     OversizedCsv(usize),
-    /// A well-formed CSV with this many rows of distinct days, whatever the period; applies like
-    /// [`Fault::MalformedCsv`].
+    /// A well-formed CSV with this many rows of distinct days (or entities), whatever the period;
+    /// applies like [`Fault::MalformedCsv`].
     ManyRows(usize),
     /// The `302`'s `Location` is this URL instead of the simulator's own download.
     ForeignRedirect(String),
@@ -252,6 +266,16 @@ impl Simulator {
         self.shared.lock().books.limits()
     }
 
+    /// Sets how many users (sites, groups, teams) every tenant has from now on: the rows of a
+    /// per-entity report. Their ETags change; links already issued keep their rows.
+    pub fn set_entities(&self, entities: usize) {
+        self.shared.lock().entities = entities;
+    }
+
+    pub fn entities(&self) -> usize {
+        self.shared.lock().entities
+    }
+
     /// Report calls answered `429` for being over a limit (not those of [`Fault::Status`]).
     pub fn throttled_calls(&self) -> usize {
         self.shared.lock().books.throttled
@@ -276,24 +300,61 @@ impl Simulator {
         self.shared.lock().reset_counters();
     }
 
-    /// The CSV a download for `token` would serve now (without faults), so a test can compute
-    /// the report the gateway should answer.
+    /// The CSV of `getSkypeForBusinessActivityCounts` a download for `token` would serve now
+    /// (without faults), so a test can compute the report the gateway should answer.
     pub fn report_csv(&self, token: &str, period: Period) -> Vec<u8> {
-        self.report_data(token, period).csv(CsvShape::Valid)
+        self.mission_data(token, period).csv(CsvShape::Valid)
     }
 
-    /// The ETag Graph would answer for `token` and `period` now, quotes included.
+    /// The ETag Graph would answer for `token` and `period` now on
+    /// `getSkypeForBusinessActivityCounts`, quotes included.
     pub fn etag(&self, token: &str, period: Period) -> String {
-        self.report_data(token, period).etag()
+        self.mission_data(token, period).etag()
     }
 
-    fn report_data(&self, token: &str, period: Period) -> ReportData {
-        ReportData {
-            tenant: handlers::tenant_of(token),
-            period,
-            version: self.shared.lock().version,
-            refresh: self.shared.refresh_day(),
+    /// The CSV a download of `function` (the catalog's name, in any case) for `token` and
+    /// `window` would serve now, without faults; `None` if Graph would refuse the call: a
+    /// function not in the catalog, or a date for one that takes only a period.
+    pub fn catalog_csv(
+        &self,
+        token: &str,
+        function: &str,
+        window: impl Into<Window>,
+    ) -> Option<Vec<u8>> {
+        let data = self.report_data(token, function, window.into())?;
+        Some(data.csv(CsvShape::Valid))
+    }
+
+    /// The ETag Graph would answer now for `function`, `token` and `window`, quotes included;
+    /// `None` as for [`Simulator::catalog_csv`].
+    pub fn catalog_etag(
+        &self,
+        token: &str,
+        function: &str,
+        window: impl Into<Window>,
+    ) -> Option<String> {
+        Some(self.report_data(token, function, window.into())?.etag())
+    }
+
+    fn mission_data(&self, token: &str, period: Period) -> ReportData {
+        self.report_data(token, MISSION, Window::Period(period))
+            .expect("the mission report is in the catalog")
+    }
+
+    fn report_data(&self, token: &str, function: &str, window: Window) -> Option<ReportData> {
+        let spec = spec_of(function)?;
+        if matches!(window, Window::Date(_)) && spec.parameter != Parameter::PeriodOrDate {
+            return None;
         }
+        let state = self.shared.lock();
+        Some(ReportData {
+            tenant: handlers::tenant_of(token),
+            spec,
+            window,
+            version: state.version,
+            refresh: self.shared.refresh_day(),
+            entities: state.entities,
+        })
     }
 
     /// Stops at once, cutting calls in flight, as when Graph becomes unreachable.

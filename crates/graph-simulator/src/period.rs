@@ -3,6 +3,10 @@
 
 use std::{fmt, str::FromStr};
 
+use serde::Serialize;
+
+use crate::Day;
+
 /// `D7`, `D30`, `D90` or `D180`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Period {
@@ -50,5 +54,55 @@ impl FromStr for Period {
 impl fmt::Display for Period {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// What a report function was called for: `(period='D7')`, or `(date=2026-11-20)` for one day
+/// (the functions whose catalog entry takes a date). Written and parsed as `D7` or `2026-11-20`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Window {
+    Period(Period),
+    Date(Day),
+}
+
+impl Window {
+    /// The days the report covers: the period's, or the one day.
+    pub const fn days(self) -> u32 {
+        match self {
+            Window::Period(period) => period.days(),
+            Window::Date(_) => 1,
+        }
+    }
+}
+
+impl From<Period> for Window {
+    fn from(period: Period) -> Window {
+        Window::Period(period)
+    }
+}
+
+/// `D7` (any case) or `2026-11-20`.
+impl FromStr for Window {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        s.parse()
+            .map(Window::Period)
+            .or_else(|()| s.parse().map(Window::Date).map_err(|_| ()))
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Window::Period(period) => period.fmt(f),
+            Window::Date(day) => day.fmt(f),
+        }
+    }
+}
+
+impl Serialize for Window {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }

@@ -107,12 +107,14 @@ pub(super) struct Shared {
 impl Shared {
     pub fn new(config: SimulatorConfig, refresh: Option<Day>) -> Shared {
         let books = Books::new(config.limits);
+        let entities = config.entities;
         Shared {
             config,
             refresh,
             origin: OnceLock::new(),
             state: Mutex::new(State {
                 books,
+                entities,
                 ..State::default()
             }),
         }
@@ -143,6 +145,8 @@ pub(super) struct State {
     faults: Vec<QueuedFault>,
     rejected: HashSet<String>,
     pub version: u64,
+    /// The rows of a per-entity report, for links issued from now on.
+    pub entities: usize,
     pub report_calls: usize,
     pub download_calls: usize,
     /// Calls (report calls and downloads) received and not yet answered.
@@ -270,7 +274,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Period;
+    use crate::{Period, Window, csv::spec_of};
 
     const REPORT: Target = Target::Report {
         not_modified: false,
@@ -282,15 +286,19 @@ mod tests {
             path_and_query: format!("/{n}"),
             status: 200,
             headers: Vec::new(),
+            function: None,
+            window: None,
         }
     }
 
     fn data() -> ReportData {
         ReportData {
             tenant: "t".into(),
-            period: Period::D7,
+            spec: spec_of("getTeamsUserActivityUserDetail").unwrap(),
+            window: Window::Period(Period::D7),
             version: 0,
             refresh: Day(0),
+            entities: 5,
         }
     }
 

@@ -8,6 +8,7 @@ use futures_util::future::join_all;
 
 use super::*;
 
+mod catalog;
 mod throttling;
 
 const REFRESH: &str = "2026-11-25";
@@ -24,6 +25,12 @@ async fn simulator_with(config: SimulatorConfig) -> Simulator {
     })
     .await
     .expect("simulator starts")
+}
+
+/// The catalog's CSV header of `function`, in Graph's order.
+fn catalog_header(function: &str) -> Vec<&'static str> {
+    let spec = csv::spec_of(function).expect("in the catalog");
+    spec.columns.iter().map(|c| c.csv).collect()
 }
 
 fn client() -> awc::Client {
@@ -167,7 +174,7 @@ async fn the_download_is_graphs_csv_one_row_a_day_newest_first() {
         let header: Vec<&str> = lines[0].split(',').collect();
         let mut sorted = header.clone();
         sorted.sort();
-        let mut expected = csv::COLUMNS.to_vec();
+        let mut expected = catalog_header(csv::MISSION);
         expected.sort();
         assert_eq!(sorted, expected);
         let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
@@ -214,7 +221,7 @@ async fn a_bad_period_function_or_path_is_a_graph_bad_request() {
     let urls = [
         report_url(&sim, "D8"),
         format!(
-            "{}/reports/getTeamsUserActivityCounts(period='D7')",
+            "{}/reports/getTeamsUserActivityCount(period='D7')",
             sim.graph_base_url()
         ),
         format!("{}/me", sim.graph_base_url()),
