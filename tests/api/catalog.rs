@@ -99,3 +99,166 @@ async fn each_report_is_its_own_route_to_metrics() {
         "no raw path in a label"
     );
 }
+
+/// What the gateway must answer for a simulator CSV, built here without the gateway's parser:
+/// cells by header through the catalog's JSON names, each converted by its kind.
+fn expected_rows(csv: &[u8], spec: &skype_gateway::catalog::ReportSpec) -> Vec<serde_json::Value> {
+    use skype_gateway::catalog::Kind;
+    let text = String::from_utf8(csv.to_vec()).unwrap();
+    let mut lines = text
+        .trim_start_matches('\u{feff}')
+        .split("\r\n")
+        .filter(|line| !line.is_empty());
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    lines
+        .map(|line| {
+            let cells: std::collections::HashMap<&str, &str> =
+                header.iter().copied().zip(line.split(',')).collect();
+            let mut row = serde_json::Map::new();
+            for column in spec.columns {
+                let cell = cells[column.csv];
+                let value = match (cell, column.kind) {
+                    ("", _) => serde_json::Value::Null,
+                    (n, Kind::Integer) => serde_json::json!(n.parse::<u64>().unwrap()),
+                    (b, Kind::Boolean) => serde_json::json!(b == "Yes" || b == "True"),
+                    (list, Kind::List) => serde_json::json!(list.split('+').collect::<Vec<_>>()),
+                    (text, _) => serde_json::json!(text),
+                };
+                row.insert(column.json.to_owned(), value);
+            }
+            serde_json::Value::Object(row)
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn every_catalog_report_answers_the_simulators_data_under_its_json_names() {
+    let app = spawn_app().await;
+    let token = token_of("contoso");
+    for spec in skype_gateway::catalog::all() {
+        let path = format!("/{}/{}/D7", spec.workload, spec.report);
+        let answer = app
+            .get(&path, &[("Authorization", &format!("Bearer {token}"))])
+            .await;
+        assert_eq!(
+            answer.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        assert_eq!(answer.cache_status(), "MISS");
+        let csv = app
+            .sim
+            .catalog_csv(&token, spec.function, graph_simulator::Period::D7)
+            .unwrap();
+        let mut expected = expected_rows(&csv, spec);
+        if spec.rows == skype_gateway::catalog::Rows::PerDay {
+            let date =
+                |row: &serde_json::Value| row["reportDate"].as_str().unwrap_or("").to_owned();
+            expected.sort_by_key(|row| std::cmp::Reverse(date(row)));
+        }
+        let body = answer.json();
+        assert_eq!(body["period"], "D7", "{path}");
+        assert_eq!(body["value"], serde_json::Value::Array(expected), "{path}");
+        let called = app
+            .sim
+            .calls()
+            .into_iter()
+            .rev()
+            .find(|c| c.kind == graph_simulator::CallKind::Report);
+        assert_eq!(
+            called.and_then(|c| c.function).as_deref(),
+            Some(spec.function)
+        );
+    }
+}
+
+#[actix_web::test]
+async fn a_detail_report_for_a_day_calls_graph_with_that_date() {
+    let app = spawn_app().await;
+    let token = token_of("contoso");
+    let answer = app
+        .get(
+            "/teams/user-activity-user-detail/2026-11-20",
+            &[("Authorization", &format!("Bearer {token}"))],
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+    let body = answer.json();
+    assert_eq!(body["date"], "2026-11-20");
+    assert!(body.get("period").is_none());
+    let call = app
+        .sim
+        .calls()
+        .into_iter()
+        .find(|c| c.kind == graph_simulator::CallKind::Report)
+        .unwrap();
+    assert!(
+        call.path_and_query
+            .ends_with("getTeamsUserActivityUserDetail(date=2026-11-20)"),
+        "{}",
+        call.path_and_query
+    );
+    let csv = app
+        .sim
+        .catalog_csv(
+            &token,
+            "getTeamsUserActivityUserDetail",
+            "2026-11-20".parse::<graph_simulator::Window>().unwrap(),
+        )
+        .unwrap();
+    let spec = skype_gateway::catalog::by_function("getTeamsUserActivityUserDetail").unwrap();
+    assert_eq!(
+        body["value"],
+        serde_json::Value::Array(expected_rows(&csv, spec))
+    );
+}
+
+#[actix_web::test]
+async fn two_reports_are_cached_and_budgeted_apart() {
+    const APP: &str = "1fec8e78-bce4-4aaf-ab1b-5451cc387264";
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.graph_budget = skype_gateway::service::Rate::parse("1/10m").unwrap();
+        c.graph_budget_reserve = 0;
+    })
+    .await;
+    let get = |path: &'static str, token: String| {
+        let app = &app;
+        async move {
+            app.get(path, &[("Authorization", &format!("Bearer {token}"))])
+                .await
+        }
+    };
+    let user = crate::helpers::app_token("contoso", APP);
+    let counts = get("/skype/activity-counts/D7", user.clone()).await;
+    let p2p = get("/skype/peer-to-peer-activity-counts/D7", user.clone()).await;
+    assert_eq!(
+        (counts.cache_status(), p2p.cache_status()),
+        ("MISS", "MISS")
+    );
+    assert_ne!(counts.body, p2p.body, "each report has its own entry");
+    assert_eq!(
+        get("/skype/activity-counts/D7", user.clone())
+            .await
+            .cache_status(),
+        "HIT"
+    );
+    assert_eq!(
+        get("/skype/peer-to-peer-activity-counts/D7", user)
+            .await
+            .body,
+        p2p.body
+    );
+    // One call per function in the window: each function's budget was spent by its own call.
+    let newcomer = crate::helpers::app_token("contoso", APP);
+    for path in [
+        "/skype/activity-counts/D7",
+        "/skype/peer-to-peer-activity-counts/D7",
+    ] {
+        assert_eq!(get(path, newcomer.clone()).await.status, 429, "{path}");
+    }
+    assert_eq!(app.sim.report_calls(), 2);
+    // A third function still has its own budget.
+    let third = get("/teams/user-activity-counts/D7", newcomer).await;
+    assert_eq!(third.status, 200);
+}
