@@ -105,7 +105,7 @@ fn hit_path(c: &mut Criterion) {
         key.clone(),
         Arc::new(ReportEntry::from_json(
             Some("\"e\"".into()),
-            &d7_report(),
+            d7_report(),
             Instant::now(),
         )),
     ));
@@ -117,7 +117,7 @@ fn hit_path(c: &mut Criterion) {
                 report: mission,
                 window: d7,
             },
-            Arc::new(ReportEntry::from_json(None, &d7_report(), Instant::now())),
+            Arc::new(ReportEntry::from_json(None, d7_report(), Instant::now())),
         ));
     }
 

@@ -93,13 +93,19 @@ impl ReportEntry {
     /// `validated_at`.
     pub fn from_json(
         graph_etag: Option<String>,
-        json: &[u8],
+        json: Vec<u8>,
         validated_at: Instant,
     ) -> ReportEntry {
-        // The writer grows its buffer by doubling, so the body is copied into an allocation of
-        // its exact size (a few µs once per miss); shrinking the buffer in place instead left a
-        // free sliver behind every cached body, which fragmented the heap.
-        let body = Bytes::copy_from_slice(json);
+        // The writer grows its buffer by doubling, so a small body is copied into an
+        // allocation of its exact size (a few µs once per miss): shrinking the buffer in place
+        // left a free sliver behind every cached body, which fragmented the heap. A large one
+        // (a detail report) is shrunk in place, which for an allocation that size is a remap,
+        // not a second copy of tens of megabytes.
+        let body = if json.len() < LARGE_BODY {
+            Bytes::copy_from_slice(&json)
+        } else {
+            Bytes::from(json.into_boxed_slice())
+        };
         let hash = blake3::hash(&body);
         let etag = HeaderValue::from_str(&format!("\"{}\"", &hash.to_hex()[..32]))
             .expect("hex is a valid header value");
@@ -166,6 +172,9 @@ impl Freshness {
         self.fresh.saturating_sub(age).as_secs()
     }
 }
+
+/// From this size on, a body is kept in the buffer it was written to.
+const LARGE_BODY: usize = 1 << 20;
 
 /// The two reference counts in front of an `Arc`'s value.
 const ARC_COUNTS: usize = 2 * size_of::<usize>();
@@ -412,7 +421,7 @@ mod tests {
 
     #[test]
     fn an_entry_weighs_its_body_and_no_parsed_rows() {
-        let entry = ReportEntry::from_json(Some("\"g\"".into()), &report(1), Instant::now());
+        let entry = ReportEntry::from_json(Some("\"g\"".into()), report(1), Instant::now());
         assert!(entry.weight as usize >= entry.body.len() + size_of::<ReportEntry>());
         // Everything else it holds is two short tags and the headers around them.
         assert!((entry.weight as usize) < entry.body.len() + 512);
@@ -425,12 +434,12 @@ mod tests {
         let later = earlier + Duration::from_millis(1);
         let newer = Arc::new(ReportEntry::from_json(
             Some("\"2\"".into()),
-            &report(2),
+            report(2),
             later,
         ));
         let older = Arc::new(ReportEntry::from_json(
             Some("\"1\"".into()),
-            &report(1),
+            report(1),
             earlier,
         ));
 
@@ -447,13 +456,13 @@ mod tests {
         let sent = Instant::now();
         let old = Arc::new(ReportEntry::from_json(
             Some("\"1\"".into()),
-            &report(1),
+            report(1),
             sent,
         ));
         caches.store_report(key(), Arc::clone(&old)).await;
         let new = Arc::new(ReportEntry::from_json(
             Some("\"2\"".into()),
-            &report(2),
+            report(2),
             sent,
         ));
         caches.store_report(key(), Arc::clone(&new)).await;
@@ -470,7 +479,7 @@ mod tests {
         let sent = Instant::now();
         let entry = Arc::new(ReportEntry::from_json(
             Some("\"1\"".into()),
-            &report(1),
+            report(1),
             sent,
         ));
         caches.store_report(key(), Arc::clone(&entry)).await;

@@ -500,7 +500,7 @@ impl ReportService {
                     );
                     ApiError::InvalidReport(e.to_string())
                 })?;
-                let entry = Arc::new(ReportEntry::from_json(etag, &json, sent_at));
+                let entry = Arc::new(ReportEntry::from_json(etag, json, sent_at));
                 let current = self.caches.store_report(job.key.clone(), entry).await;
                 self.share_report(&job.key, &current).await;
                 Ok(self.served(current, CacheStatus::Miss, Instant::now()))
