@@ -66,6 +66,7 @@ CONFIG_ENV = {
     "cacheMaxBytes": "SKYPE_GATEWAY_CACHE_MAX_BYTES",
     "upstreamTimeout": "SKYPE_GATEWAY_UPSTREAM_TIMEOUT",
     "maxReportBytes": "SKYPE_GATEWAY_MAX_REPORT_BYTES",
+    "maxDetailReportBytes": "SKYPE_GATEWAY_MAX_DETAIL_REPORT_BYTES",
     "maxRetries": "SKYPE_GATEWAY_MAX_RETRIES",
     "maxRetryWait": "SKYPE_GATEWAY_MAX_RETRY_WAIT",
     "workers": "SKYPE_GATEWAY_WORKERS",

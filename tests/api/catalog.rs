@@ -262,3 +262,18 @@ async fn two_reports_are_cached_and_budgeted_apart() {
     let third = get("/teams/user-activity-counts/D7", newcomer).await;
     assert_eq!(third.status, 200);
 }
+
+#[test]
+fn the_report_list_in_the_docs_names_every_catalog_entry() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/REPORTS.md");
+    let docs = std::fs::read_to_string(path).unwrap();
+    for spec in skype_gateway::catalog::all() {
+        let row = format!(
+            "| `/{}/{}/{{period}}` | `{}` |",
+            spec.workload, spec.report, spec.function
+        );
+        assert!(docs.contains(&row), "docs/REPORTS.md lacks {}", spec.function);
+    }
+    let count = format!("{} reports in all.", skype_gateway::catalog::all().count());
+    assert!(docs.contains(&count), "docs/REPORTS.md: {count}");
+}
