@@ -8,9 +8,10 @@
 //! bench_client coalesce --gateway URL --sim ORIGIN --count N [--delay-ms MS] [--prefix S]
 //! bench_client fill     --gateway URL --tenants N [--concurrency C] [--prefix S]
 //! bench_client token    --tenant T
+//! bench_client replicas --gateways URL,... --sim ORIGIN --phase P ...   (see replicas.rs)
 //! bench_client flood | slow | probe ...   (hostile clients: see flood.rs)
 //! ```
-//! Every command takes `--token-bytes N` (default 0: short tokens) for the size of its tokens.
+//! Every command but `replicas` takes `--token-bytes N` (default 0: short tokens) for the size of its tokens.
 //! Results go to stdout as `key=value` lines, for the script to read without a JSON tool.
 
 use std::{
@@ -26,6 +27,8 @@ use futures_util::{StreamExt, stream};
 // In a folder of its own: a file beside this one would be taken for another example.
 #[path = "bench_client/flood.rs"]
 mod flood;
+#[path = "bench_client/replicas.rs"]
+mod replicas;
 
 const PERIODS: [&str; 4] = ["D7", "D30", "D90", "D180"];
 /// Per request; the whole run is bounded by its count times this at worst.
@@ -238,7 +241,8 @@ async fn miss(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-async fn sim_stats(http: &Client, sim: &str) -> Result<(u64, u64), String> {
+/// The simulator's report calls, downloads and 429s for its limits.
+async fn sim_stats(http: &Client, sim: &str) -> Result<(u64, u64, u64), String> {
     let mut response = http
         .get(format!("{sim}/_simulator/stats"))
         .send()
@@ -246,7 +250,11 @@ async fn sim_stats(http: &Client, sim: &str) -> Result<(u64, u64), String> {
         .map_err(|e| format!("stats: {e}"))?;
     let stats: serde_json::Value = response.json().await.map_err(|e| format!("stats: {e}"))?;
     let field = |name: &str| stats[name].as_u64().ok_or(format!("stats lack {name}"));
-    Ok((field("reportCalls")?, field("downloadCalls")?))
+    Ok((
+        field("reportCalls")?,
+        field("downloadCalls")?,
+        field("throttledCalls")?,
+    ))
 }
 
 async fn sim_post(http: &Client, sim: &str, path: &str, body: &str) -> Result<(), String> {
@@ -298,7 +306,7 @@ async fn coalesce(args: &Args) -> Result<(), String> {
         };
         *by_answer.entry(key).or_default() += 1;
     }
-    let (reports, downloads) = sim_stats(&control, &sim).await?;
+    let (reports, downloads, _) = sim_stats(&control, &sim).await?;
     println!("count={count}");
     println!("elapsed_ms={}", elapsed.as_millis());
     let mut answers: Vec<_> = by_answer.into_iter().collect();
@@ -362,8 +370,9 @@ async fn main() -> ExitCode {
             "flood" => flood::flood(&args).await,
             "slow" => flood::slow(&args).await,
             "probe" => flood::probe(&args).await,
+            "replicas" => replicas::replicas(&args).await,
             _ => Err(
-                "usage: bench_client miss|coalesce|fill|token|flood|slow|probe --flag value ..."
+                "usage: bench_client miss|coalesce|fill|token|flood|slow|probe|replicas --flag value ..."
                     .into(),
             ),
         },
