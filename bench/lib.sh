@@ -1,4 +1,5 @@
-# Shared by the benchmark scripts that start servers (bench/run.sh, bench/flood.sh); sourced after
+# Shared by the benchmark scripts that start servers (bench/run.sh, flood.sh, workday.sh,
+# replicas.sh); sourced after
 # ci/lib.sh, not run. It gives them:
 #  - `release_dir`: where `cargo build --release` put the binaries (honours CARGO_TARGET_DIR);
 #  - `pid_of`, processes by name, and `stop NAME`: SIGTERM, then wait for it;
@@ -7,8 +8,10 @@
 #    may run in a subshell: the pids are remembered for `stop` and ci/lib.sh's cleanup;
 #  - `start_redis` (sets `redis_url`; needs redis-server: `need_redis` installs it) and
 #    `redis_flags`, the gateway flags that share the cache on it, with a secret in $work;
-#  - `field KEY FILE` (a key=value line's value), `calc EXPR [DECIMALS]`, `mib BYTES [DECIMALS]`,
-#    and `machine`, the one-line description of the machine that heads a results table.
+#  - `field KEY FILE` (a key=value line's value), `metric_sum FILE NAME MATCH` (the sum of the
+#    series of NAME in a /metrics dump whose labels contain MATCH), `calc EXPR [DECIMALS]`,
+#    `mib BYTES [DECIMALS]`, and `machine`, the one-line description of the machine that heads a
+#    results table.
 
 release_dir() {
   local target="${CARGO_TARGET_DIR:-$repo/target}"
@@ -87,6 +90,9 @@ start_redis() {
 }
 
 field() { awk -F= -v k="$1" '$1==k{print substr($0, length(k)+2); exit}' "$2"; }
+metric_sum() { # metric_sum FILE NAME MATCH: the sum of NAME's series whose labels contain MATCH
+  awk -v n="$2" -v m="$3" 'index($1, n "{")==1 && index($1, m) {s+=$2} END{printf "%d", s}' "$1"
+}
 calc() { awk "BEGIN{ printf \"%.${2:-2}f\", $1 }"; }
 mib() { calc "$1/1048576" "${2:-1}"; }
 

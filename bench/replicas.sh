@@ -78,10 +78,6 @@ cargo build --release --locked --bin skype-gateway --example simulator --example
 build_seconds=$((SECONDS - build_started))
 release="$(release_dir)"
 
-metric_sum() { # metric_sum FILE NAME MATCH: the sum of NAME's series whose labels contain MATCH
-  awk -v n="$2" -v m="$3" 'index($1, n "{")==1 && index($1, m) {s+=$2} END{printf "%d", s}' "$1"
-}
-
 rows=()
 failures=()
 declare -A sequential_calls=()
