@@ -4,7 +4,7 @@
 //! every loop is bounded in count and time.
 //!
 //! ```text
-//! bench_client miss     --gateway URL --sim ORIGIN --count N [--period P] [--prefix S]
+//! bench_client miss     --gateway URL --sim ORIGIN --count N [--period P] [--prefix S] [--also URL]
 //! bench_client coalesce --gateway URL --sim ORIGIN --count N [--delay-ms MS] [--prefix S]
 //! bench_client fill     --gateway URL --tenants N [--concurrency C] [--prefix S]
 //! bench_client token    --tenant T
@@ -192,7 +192,9 @@ fn summary(name: &str, mut micros: Vec<f64>) -> f64 {
 }
 
 /// Sequential cold requests, alternating one through the gateway (a new tenant: a miss) with
-/// one straight to the simulator (report call + download) for another new tenant.
+/// one straight to the simulator (report call + download) for another new tenant. With
+/// `--also URL`, each round also sends one through that other gateway: two gateways compared
+/// under the same load, whatever else the machine runs meanwhile.
 async fn miss(args: &Args) -> Result<(), String> {
     let gateway = args.text("gateway")?;
     let sim = args.text("sim")?;
@@ -202,13 +204,17 @@ async fn miss(args: &Args) -> Result<(), String> {
     let tb = args.token_bytes()?;
     let http = client(4);
     let url = format!("{gateway}/skype/activity-counts/{period}");
+    let also = args
+        .0
+        .get("also")
+        .map(|g| format!("{g}/skype/activity-counts/{period}"));
     // The first connection of each kind is not measured: both sides then run on keep-alive.
-    get(
-        &http,
-        &url,
-        Some(&sized_token(&format!("{prefix}-warm-g"), tb)),
-    )
-    .await?;
+    for (side, url) in [("g", Some(&url)), ("a", also.as_ref())] {
+        if let Some(url) = url {
+            let t = sized_token(&format!("{prefix}-warm-{side}"), tb);
+            get(&http, url, Some(&t)).await?;
+        }
+    }
     direct(
         &http,
         &sim,
@@ -217,16 +223,22 @@ async fn miss(args: &Args) -> Result<(), String> {
     )
     .await?;
 
-    let (mut via_gateway, mut straight) = (Vec::new(), Vec::new());
+    let (mut via_gateway, mut via_also, mut straight) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..count {
-        let t = sized_token(&format!("{prefix}-g{i}"), tb);
-        let started = Instant::now();
-        let (status, cache, _) = get(&http, &url, Some(&t)).await?;
-        via_gateway.push(started.elapsed().as_secs_f64() * 1e6);
-        if status != StatusCode::OK || cache != "MISS" {
-            return Err(format!(
-                "cold request {i}: {status} {cache}, expected 200 MISS"
-            ));
+        for (side, url, times) in [
+            ("g", Some(&url), &mut via_gateway),
+            ("a", also.as_ref(), &mut via_also),
+        ] {
+            let Some(url) = url else { continue };
+            let t = sized_token(&format!("{prefix}-{side}{i}"), tb);
+            let started = Instant::now();
+            let (status, cache, _) = get(&http, url, Some(&t)).await?;
+            times.push(started.elapsed().as_secs_f64() * 1e6);
+            if status != StatusCode::OK || cache != "MISS" {
+                return Err(format!(
+                    "cold request {i} to {url}: {status} {cache}, expected 200 MISS"
+                ));
+            }
         }
         let t = sized_token(&format!("{prefix}-d{i}"), tb);
         let started = Instant::now();
@@ -238,6 +250,11 @@ async fn miss(args: &Args) -> Result<(), String> {
     let g = summary("gateway", via_gateway);
     let d = summary("direct", straight);
     println!("overhead_median_us={:.0}", g - d);
+    if also.is_some() {
+        let a = summary("also", via_also);
+        println!("also_overhead_median_us={:.0}", a - d);
+        println!("also_minus_gateway_median_us={:.0}", a - g);
+    }
     Ok(())
 }
 
