@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # The load benchmark of skype-gateway (BENCHMARKS.md explains the figures and holds a full run).
 #
-# Builds in release, installs wrk and curl from Debian when missing, starts the Graph simulator
-# (crates/graph-simulator/examples/simulator.rs), the gateway and a minimal actix-web baseline (examples/baseline.rs) on
-# loopback, and measures:
-#   1. the hit path under wrk, gateway (access log on and off) against the baseline, alternating,
-#      several rounds: ratios of requests/s and of p99 latency;
+# Builds in release, installs wrk, curl and redis-server from Debian when missing, starts the
+# Graph simulator (crates/graph-simulator/examples/simulator.rs), the gateway, a redis-server and
+# a minimal actix-web baseline (examples/baseline.rs) on loopback, and measures:
+#   1. the hit path under wrk, gateway (access log on and off, and off with a shared cache on
+#      Redis) against the baseline, alternating, several rounds: ratios of requests/s and of p99
+#      latency, and of the gateway with Redis against without;
 #   2. the miss path: sequential cold requests (each a new tenant) against the same calls made
-#      straight to the simulator (302 + download): the gateway's own overhead;
+#      straight to the simulator (302 + download): the gateway's own overhead, and what Redis
+#      adds to it;
 #   3. coalescing: 1000 concurrent cold requests with one token: the simulator must count exactly
 #      1 report call + 1 download;
 #   4. memory: RSS after 10,000 tenants x 4 periods, at the default --cache-max-bytes and at a
 #      small bound: RSS must stay within the bound + 64 MiB.
 # It prints a markdown table and writes it to --out. Exit status: 0 when coalescing and both
-# memory bounds hold and the hit-path runs were valid (all 200 HIT); 1 otherwise. Throughput
+# memory bounds hold and the hit-path runs were valid (all 200 HIT, and no Redis command but the
+# gateway's pings while the Redis-configured one answered them); 1 otherwise. Throughput
 # and latency targets are reported, not enforced: on a shared 2-core machine they are noisy.
 #
 # Usage: bench/run.sh [--quick] [--out FILE]
@@ -73,6 +76,7 @@ step "tools"
 missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v curl >/dev/null || missing+=(curl)
+command -v redis-server >/dev/null || missing+=(redis-server)
 if ((${#missing[@]})); then
   echo "installing from Debian: ${missing[*]}"
   apt-get update -qq
@@ -113,14 +117,17 @@ ms() { calc "$1/1000" "${2:-2}"; } # microseconds -> milliseconds
 failures=()
 
 # ---- 1. hit path --------------------------------------------------------------------------
-step "hit path: gateway (access log on / off) and baseline, $WORKERS worker each"
+step "hit path: gateway (access log on / off / off with Redis) and baseline, $WORKERS worker each"
+start_redis
 start_gateway gw-logged info --workers "$WORKERS"
 gw_on="$gw"
 start_gateway gw-quiet 'info,skype_gateway::access=warn' --workers "$WORKERS"
 gw_off="$gw"
+start_gateway gw-redis 'info,skype_gateway::access=warn' --workers "$WORKERS" "${redis_flags[@]}"
+gw_redis="$gw"
 token="$("$client_bin" token --tenant bench-hit-tenant --token-bytes "$TOKEN_BYTES")"
 export BENCH_TOKEN="$token"
-for gw in "$gw_on" "$gw_off"; do
+for gw in "$gw_on" "$gw_off" "$gw_redis"; do
   first="$(curl -s -o "$work/body.json" -D - -H "Authorization: Bearer $token" \
     "$gw/skype/activity-counts/D7" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache-status"{print $2}')"
   [[ "$first" == MISS ]] || fail "warming $gw: expected MISS, got '$first'"
@@ -150,16 +157,30 @@ wrk_field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
 cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; } # user and system time of a process
 ticks_per_second=$(getconf CLK_TCK)
 
-for url in "$base" "$gw_off" "$gw_on"; do wrk_run "$url" "$WARMUP_SECONDS" >/dev/null; done
+# redis_commands: the commands Redis has run, PING and INFO (the gateway's health pings, and this
+# question) left out.
+redis_commands() {
+  redis-cli -p "$redis_port" info commandstats |
+    awk -F'[:=,]' '/^cmdstat_/ && $1!="cmdstat_ping" && $1!="cmdstat_info" {s+=$3} END{print s+0}'
+}
+
+for url in "$base" "$gw_off" "$gw_on" "$gw_redis"; do wrk_run "$url" "$WARMUP_SECONDS" >/dev/null; done
 read -r on_hits0 on_others0 < <(lookups "$gw_on")
 read -r off_hits0 off_others0 < <(lookups "$gw_off")
+read -r redis_hits0 redis_others0 < <(lookups "$gw_redis")
+redis_commands0=$(redis_commands)
 : >"$work/hit.tsv"
-targets=(baseline gw-quiet gw-logged)
-declare -A url_of=([baseline]="$base" [gw-quiet]="$gw_off" [gw-logged]="$gw_on")
-declare -A pid_for=([baseline]="${pid_of[baseline]}" [gw-quiet]="${pid_of[gw-quiet]}" [gw-logged]="${pid_of[gw-logged]}")
+targets=(baseline gw-quiet gw-logged gw-redis)
+declare -A url_of=([baseline]="$base" [gw-quiet]="$gw_off" [gw-logged]="$gw_on" [gw-redis]="$gw_redis")
+declare -A pid_for=([baseline]="${pid_of[baseline]}" [gw-quiet]="${pid_of[gw-quiet]}"
+  [gw-logged]="${pid_of[gw-logged]}" [gw-redis]="${pid_of[gw-redis]}")
 for ((round = 1; round <= ROUNDS; round++)); do
   # Alternate the order each round so neither side always runs first after a pause.
-  if ((round % 2)); then order=(baseline gw-quiet gw-logged); else order=(gw-logged gw-quiet baseline); fi
+  if ((round % 2)); then
+    order=(baseline gw-quiet gw-logged gw-redis)
+  else
+    order=(gw-redis gw-logged gw-quiet baseline)
+  fi
   for t in "${order[@]}"; do
     read -r user0 sys0 < <(cpu_ticks "${pid_for[$t]}")
     line="$(wrk_run "${url_of[$t]}" "$WRK_SECONDS")"
@@ -181,6 +202,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 read -r on_hits1 on_others1 < <(lookups "$gw_on")
 read -r off_hits1 off_others1 < <(lookups "$gw_off")
+read -r redis_hits1 redis_others1 < <(lookups "$gw_redis")
+hit_redis_commands=$(($(redis_commands) - redis_commands0))
 col() { awk -F'\t' -v t="$1" -v c="$2" '$2==t{print $c}' "$work/hit.tsv"; }
 sum() { awk '{s+=$1} END{print s+0}'; }
 hit_valid=yes
@@ -188,12 +211,15 @@ for t in "${targets[@]}"; do
   [[ "$(col "$t" 7 | sum)" == 0 ]] || hit_valid="no: $t had socket errors or non-2xx answers"
 done
 for pair in "gw-logged $((on_hits1 - on_hits0)) $((on_others1 - on_others0))" \
-  "gw-quiet $((off_hits1 - off_hits0)) $((off_others1 - off_others0))"; do
+  "gw-quiet $((off_hits1 - off_hits0)) $((off_others1 - off_others0))" \
+  "gw-redis $((redis_hits1 - redis_hits0)) $((redis_others1 - redis_others0))"; do
   read -r t hits others <<<"$pair"
   counted=$(col "$t" 6 | sum)
   echo "$t: wrk counted $counted answers, the gateway counted $hits hits and $others other lookups"
   ((others == 0 && hits >= counted)) || hit_valid="no: $t answered $others requests other than HIT"
 done
+echo "gw-redis: Redis ran $hit_redis_commands commands other than PING during the rounds"
+((hit_redis_commands == 0)) || hit_valid="no: Redis ran $hit_redis_commands commands while gw-redis answered hits"
 [[ "$hit_valid" == yes ]] || failures+=("hit path runs invalid ($hit_valid)")
 
 base_rps=$(col baseline 3 | median)
@@ -212,23 +238,50 @@ hit_row() { # hit_row NAME LABEL: two table rows for one gateway
   cpu=$(col "$1" 8 | median)
   printf '| hit path server CPU per request, %s | %s us / %s us = %s | (explains the above) | - |\n' "$2" "$cpu" "$base_cpu" "$(calc "$cpu/$base_cpu")"
 }
+redis_hit_rows() { # the gateway with a shared cache on Redis against the same without
+  local rps quiet r p99 quiet_p99 cpu quiet_cpu
+  rps=$(col gw-redis 3 | median)
+  quiet=$(col gw-quiet 3 | median)
+  r=$(calc "$rps/$quiet")
+  printf '| hit path req/s, Redis configured / not (access log off) | %.0f / %.0f = **%s** | >= 0.95 | %s |\n' "$rps" "$quiet" "$r" \
+    "$(awk -v r="$r" 'BEGIN{print (r>=0.95 ? "met" : sprintf("missed by %.0f%%", (0.95-r)/0.95*100))}')"
+  p99=$(col gw-redis 5 | median)
+  quiet_p99=$(col gw-quiet 5 | median)
+  cpu=$(col gw-redis 8 | median)
+  quiet_cpu=$(col gw-quiet 8 | median)
+  printf '| hit path p99 and CPU per request, Redis configured / not | p99 %s ms / %s ms = %s; CPU %s us / %s us = %s | (explains the above) | - |\n' \
+    "$(ms "$p99")" "$(ms "$quiet_p99")" "$(calc "$p99/$quiet_p99")" "$cpu" "$quiet_cpu" "$(calc "$cpu/$quiet_cpu")"
+  printf '| Redis commands while the Redis-configured gateway answered %s hits | **%s** (its once-a-second PING left out) | 0 | %s |\n' \
+    "$(col gw-redis 6 | sum)" "$hit_redis_commands" "$( ((hit_redis_commands == 0)) && echo met || echo FAILED)"
+}
 
 # ---- 2. miss path -------------------------------------------------------------------------
 step "miss path: $MISS_COUNT sequential cold requests vs. direct calls to the simulator"
-"$client_bin" miss --gateway "$gw_off" --sim "$sim" --count "$MISS_COUNT" --token-bytes "$TOKEN_BYTES" >"$work/miss-quiet.txt" ||
-  fail "miss path against the quiet gateway"
+# The Redis-configured gateway is asked in the same rounds as the quiet one: what Redis adds is
+# then measured under the same load, whatever else the machine runs meanwhile.
+"$client_bin" miss --gateway "$gw_off" --also "$gw_redis" --sim "$sim" --count "$MISS_COUNT" \
+  --token-bytes "$TOKEN_BYTES" >"$work/miss-quiet.txt" || fail "miss path against the quiet and Redis gateways"
 cat "$work/miss-quiet.txt"
 "$client_bin" miss --gateway "$gw_on" --sim "$sim" --count "$MISS_COUNT" --token-bytes "$TOKEN_BYTES" >"$work/miss-logged.txt" ||
   fail "miss path against the logging gateway"
 cat "$work/miss-logged.txt"
-miss_row() { # miss_row FILE LABEL
-  local f=$1 g d o
-  g=$(field gateway_median_us "$f")
+miss_row() { # miss_row FILE LABEL [SIDE]: SIDE "gateway" (the default) or "also"
+  local f=$1 side=${3:-gateway} g d o
+  g=$(field "${side}_median_us" "$f")
   d=$(field direct_median_us "$f")
-  o=$(field overhead_median_us "$f")
+  o=$((g - d))
   printf '| miss path overhead, median, %s | %s ms - %s ms = **%s ms** (p99 %s vs %s ms) | < 1 ms | %s |\n' \
-    "$2" "$(ms "$g")" "$(ms "$d")" "$(ms "$o")" "$(ms "$(field gateway_p99_us "$f")")" \
+    "$2" "$(ms "$g")" "$(ms "$d")" "$(ms "$o")" "$(ms "$(field "${side}_p99_us" "$f")")" \
     "$(ms "$(field direct_p99_us "$f")")" "$(awk -v o="$o" 'BEGIN{print (o<1000 ? "met" : sprintf("missed by %.2f ms", (o-1000)/1000))}')"
+}
+redis_miss_row() { # what Redis adds to a miss: the gateway's median with Redis minus without
+  local f="$work/miss-quiet.txt" with without added
+  with=$(field also_median_us "$f")
+  without=$(field gateway_median_us "$f")
+  added=$((with - without))
+  printf '| miss path, what Redis adds, median, %s x D7 | %s ms - %s ms = **%s ms** (p99 %s vs %s ms) | < 1 ms | %s |\n' \
+    "$MISS_COUNT" "$(ms "$with")" "$(ms "$without")" "$(ms "$added")" "$(ms "$(field also_p99_us "$f")")" \
+    "$(ms "$(field gateway_p99_us "$f")")" "$(awk -v o="$added" 'BEGIN{print (o<1000 ? "met" : sprintf("missed by %.2f ms", (o-1000)/1000))}')"
 }
 
 # ---- 3. coalescing ------------------------------------------------------------------------
@@ -244,7 +297,7 @@ co_ok=yes
 [[ "$co_answers" =~ ^(200_(MISS|HIT):[0-9]+,?)+$ ]] || co_ok=no
 [[ "$co_ok" == yes ]] || failures+=("coalescing: $co_reports report + $co_downloads download calls, answers $co_answers")
 
-for name in gw-logged gw-quiet baseline; do stop "$name"; done
+for name in gw-logged gw-quiet gw-redis baseline redis; do stop "$name"; done
 
 # ---- 4. memory ----------------------------------------------------------------------------
 rss_kib() { awk -v k="$2:" '$1==k{print $2}' "/proc/$1/status"; }
@@ -283,19 +336,24 @@ step "results"
   echo "Machine: $(machine)."
   echo "Load: wrk -t$WRK_THREADS -c$WRK_CONNECTIONS -d${WRK_SECONDS}s, $ROUNDS alternating rounds after a ${WARMUP_SECONDS}s warm-up;"
   echo "gateway and baseline --workers $WORKERS; tokens of $TOKEN_BYTES bytes; simulator latency 0; medians over the rounds."
+  echo "gw-redis: --redis-url to $(redis-server --version | awk '{print $1, $2, $3}') on loopback (--save \"\" --appendonly no), --shared-secret-file, defaults otherwise."
   echo
   echo "| figure | measured | target | verdict |"
   echo "|---|---|---|---|"
   hit_row gw-quiet "access log off"
   hit_row gw-logged "access log on"
+  hit_row gw-redis "access log off, Redis configured"
+  redis_hit_rows
   miss_row "$work/miss-quiet.txt" "access log off, $MISS_COUNT x D7"
   miss_row "$work/miss-logged.txt" "access log on, $MISS_COUNT x D7"
+  miss_row "$work/miss-quiet.txt" "access log off, Redis configured, $MISS_COUNT x D7" also
+  redis_miss_row
   printf '| coalescing, %s concurrent cold requests, one token | **%s report + %s download** calls; answers %s; %s ms | 1 + 1 | %s |\n' \
     "$COALESCE_COUNT" "$co_reports" "$co_downloads" "$co_answers" "$(field elapsed_ms "$work/coalesce.txt")" \
     "$([[ $co_ok == yes ]] && echo met || echo FAILED)"
   printf '%s\n' "${mem_rows[@]}"
   echo
-  echo "Hit-path rounds (gw-quiet: access log off; gw-logged: access log on; CPU: the server's user + system time per answer):"
+  echo "Hit-path rounds (gw-quiet: access log off; gw-logged: access log on; gw-redis: access log off, --redis-url on a local redis-server; CPU: the server's user + system time per answer):"
   echo
   echo "| round | target | req/s | p50 ms | p99 ms | CPU us/req | user | system |"
   echo "|---|---|---|---|---|---|---|---|"

@@ -6,7 +6,9 @@
 # hour. Graph's limits and the gateway's durations are scaled alike, 1 simulated minute = 1 s:
 # the simulator (crates/graph-simulator/examples/simulator.rs) throttles at 14 per app and 40 per
 # tenant per 10 s, and the gateway keeps the same budgets with --fresh-ttl 15s (15 min) and
-# --stale-ttl 24m (24 h). Each U gets a new simulator and gateway. Per run it reports the
+# --stale-ttl 24m (24 h). With --replicas, each U also runs with N gateways sharing one cache on
+# one redis-server, the users' requests spread over them. Each run gets a new simulator, Redis
+# and gateways. Per run it reports the
 # requests and their answers, Graph's report calls and 429s, the answers to tokens Graph had
 # validated that were not 200, the floor of report calls and what new tokens met.
 #
@@ -14,22 +16,27 @@
 # answered 200, in every run; 1 otherwise.
 #
 # Usage: bench/workday.sh [--quick] [--out FILE] [--users "U ..."] [--minutes M] [--seed S]
-#   --quick    one run of 20 users through 36 simulated minutes (CI: under a minute once built)
+#                         [--replicas "N ..."]
+#   --quick    20 users through 36 simulated minutes, on 1 gateway and on 3 replicas (CI: about
+#              40 s each once built)
 #   --out      where the table goes (default: bench/workday-results.md, ignored by git)
 #   --users    the runs' user counts (default "5 20 50 150")
 #   --minutes  the day's length in simulated minutes (default 240)
+#   --replicas the runs' gateway counts (default "1"; --quick: "1 3"): 1 is one gateway alone,
+#              N > 1 are N gateways on one Redis
 # Honours CARGO_TARGET_DIR. Everything listens on 127.0.0.1; every loop is bounded.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
-usage="usage: bench/workday.sh [--quick] [--out FILE] [--users \"U ...\"] [--minutes M] [--seed S]"
+usage="usage: bench/workday.sh [--quick] [--out FILE] [--users \"U ...\"] [--minutes M] [--seed S] [--replicas \"N ...\"]"
 quick=0
 out="$repo/bench/workday-results.md"
 users=""
 minutes=""
 seed=1
+replica_counts=""
 while (($#)); do
   case "$1" in
     --quick) quick=1 ;;
@@ -37,6 +44,7 @@ while (($#)); do
     --users) users="$2"; shift ;;
     --minutes) minutes="$2"; shift ;;
     --seed) seed="$2"; shift ;;
+    --replicas) replica_counts="$2"; shift ;;
     *) echo "$usage" >&2; exit 2 ;;
   esac
   shift
@@ -45,10 +53,12 @@ if ((quick)); then
   MODE=quick
   users="${users:-20}"
   minutes="${minutes:-36}"
+  replica_counts="${replica_counts:-1 3}"
 else
   MODE=full
   users="${users:-5 20 50 150}"
   minutes="${minutes:-240}"
+  replica_counts="${replica_counts:-1}"
 fi
 
 # ---- settings (printed with the results) --------------------------------------------------
@@ -88,80 +98,90 @@ FAIL_PREFIX=workday
 source ci/lib.sh
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
-declare -A pid_of=()
-
-stop() { # stop NAME: SIGTERM, then wait for it
-  local pid="${pid_of[$1]:-}"
-  [[ -n "$pid" ]] || return 0
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  unset "pid_of[$1]"
-}
-
-field() { # field KEY FILE: the value of a key=value line
-  awk -F= -v k="$1" '$1==k{print substr($0, length(k)+2); exit}' "$2"
-}
 json_number() { # json_number KEY FILE: a top-level number of a one-line JSON object
   grep -o "\"$1\":[0-9]*" "$2" | head -n1 | cut -d: -f2
 }
-metric_sum() { # metric_sum FILE NAME MATCH: the sum of NAME's series whose labels contain MATCH
-  awk -v n="$2" -v m="$3" 'index($1, n "{")==1 && index($1, m) {s+=$2} END{printf "%d", s}' "$1"
-}
-calc() { awk "BEGIN{ printf \"%.${2:-2}f\", $1 }"; }
+
+for n in $replica_counts; do
+  if ((n > 1)); then
+    need_redis
+    break
+  fi
+done
 
 rows=()
 new_rows=()
 failures=()
 for u in $users; do
-  step "workday: $u users, $minutes simulated minutes"
-  "$release/examples/simulator" --workers 1 --per-app "$PER_APP" --per-tenant "$PER_TENANT" \
-    --window-ms "$WINDOW_MS" >"$work/simulator-$u.log" 2>&1 &
-  pid_of[simulator]=$!
-  pids+=($!)
-  wait_for 30 "the simulator to print its origin" grep -q '^simulator origin' "$work/simulator-$u.log"
-  sim="$(awk '/^simulator origin/{print $3; exit}' "$work/simulator-$u.log")"
+  for n in $replica_counts; do
+    run="$u-$n"
+    shape=$( ((n > 1)) && echo "$n replicas on one Redis" || echo "1 gateway")
+    step "workday: $u users, $minutes simulated minutes, $shape"
+    "$release/examples/simulator" --workers 1 --per-app "$PER_APP" --per-tenant "$PER_TENANT" \
+      --window-ms "$WINDOW_MS" >"$work/simulator-$run.log" 2>&1 &
+    pid_of[simulator]=$!
+    pids+=($!)
+    wait_for 30 "the simulator to print its origin" grep -q '^simulator origin' "$work/simulator-$run.log"
+    sim="$(awk '/^simulator origin/{print $3; exit}' "$work/simulator-$run.log")"
 
-  RUST_LOG='info,skype_gateway::access=warn' "$release/skype-gateway" --listen 127.0.0.1:0 \
-    --graph-base-url "$sim/v1.0" --download-allowlist "$sim" --shutdown-drain 0s \
-    --shutdown-timeout 5s "${GATEWAY_FLAGS[@]}" >"$work/gateway-$u.log" 2>&1 &
-  pid_of[gateway]=$!
-  pids+=($!)
-  wait_for 30 "the gateway to log its port" grep -q '(port [0-9]*)' "$work/gateway-$u.log"
-  gw="http://127.0.0.1:$(grep -o '(port [0-9]*)' "$work/gateway-$u.log" | head -n1 | tr -dc 0-9)"
+    shared=()
+    if ((n > 1)); then
+      start_redis
+      shared=("${redis_flags[@]}")
+    fi
+    gateways=()
+    for ((i = 0; i < n; i++)); do
+      log="$work/gateway-$run-$i.log"
+      RUST_LOG='info,skype_gateway::access=warn' "$release/skype-gateway" --listen 127.0.0.1:0 \
+        --graph-base-url "$sim/v1.0" --download-allowlist "$sim" --shutdown-drain 0s \
+        --shutdown-timeout 5s "${GATEWAY_FLAGS[@]}" "${shared[@]}" >"$log" 2>&1 &
+      pid_of[gateway$i]=$!
+      pids+=($!)
+      wait_for 30 "gateway $i to log its port" grep -q '(port [0-9]*)' "$log"
+      gateways+=("http://127.0.0.1:$(grep -o '(port [0-9]*)' "$log" | head -n1 | tr -dc 0-9)")
+    done
 
-  result="$work/client-$u.txt"
-  timeout $((minutes * MINUTE_MS / 1000 + 120)) "$release/examples/workday" --gateway "$gw" \
-    --users "$u" --minute-ms "$MINUTE_MS" --minutes "$minutes" --fresh-ms "$FRESH_MS" \
-    --seed "$seed" --log "$work/requests-$u.tsv" >"$result" || fail "the workday client failed ($u users)"
-  cat "$result"
-  curl -sf "$sim/_simulator/stats" >"$work/stats-$u.json" || fail "no simulator stats"
-  curl -sf "$gw/metrics" >"$work/metrics-$u.txt" || fail "no gateway metrics"
-  stop gateway
-  stop simulator
-  if [[ -n "${WORKDAY_KEEP:-}" ]]; then cp "$work/requests-$u.tsv" "$work/gateway-$u.log" "$WORKDAY_KEEP/"; fi
+    result="$work/client-$run.txt"
+    timeout $((minutes * MINUTE_MS / 1000 + 120)) "$release/examples/workday" \
+      --gateway "$(IFS=,; echo "${gateways[*]}")" \
+      --users "$u" --minute-ms "$MINUTE_MS" --minutes "$minutes" --fresh-ms "$FRESH_MS" \
+      --seed "$seed" --log "$work/requests-$run.tsv" >"$result" || fail "the workday client failed ($u users, $shape)"
+    cat "$result"
+    curl -sf "$sim/_simulator/stats" >"$work/stats-$run.json" || fail "no simulator stats"
+    gw_429=0 deferred_budget=0 deferred_paused=0 redis_errors=0
+    for ((i = 0; i < n; i++)); do
+      m="$work/metrics-$run-$i.txt"
+      curl -sf "${gateways[$i]}/metrics" >"$m" || fail "no metrics from gateway $i"
+      gw_429=$((gw_429 + $(metric_sum "$m" skype_gateway_upstream_requests_total 'status="429"')))
+      deferred_budget=$((deferred_budget + $(metric_sum "$m" skype_gateway_upstream_deferred_total 'reason="budget"')))
+      deferred_paused=$((deferred_paused + $(metric_sum "$m" skype_gateway_upstream_deferred_total 'reason="paused"')))
+      redis_errors=$((redis_errors + $(metric_sum "$m" skype_gateway_redis_errors_total '')))
+    done
+    for ((i = 0; i < n; i++)); do stop "gateway$i"; done
+    stop redis
+    stop simulator
+    if [[ -n "${WORKDAY_KEEP:-}" ]]; then cp "$work/requests-$run.tsv" "$work"/gateway-"$run"-*.log "$WORKDAY_KEEP/"; fi
 
-  calls=$(json_number reportCalls "$work/stats-$u.json")
-  throttled=$(json_number throttledCalls "$work/stats-$u.json")
-  gw_429=$(metric_sum "$work/metrics-$u.txt" skype_gateway_upstream_requests_total 'status="429"')
-  deferred_budget=$(metric_sum "$work/metrics-$u.txt" skype_gateway_upstream_deferred_total 'reason="budget"')
-  deferred_paused=$(metric_sum "$work/metrics-$u.txt" skype_gateway_upstream_deferred_total 'reason="paused"')
-  bad=$(field validated_not_200 "$result")
-  floor=$(field floor "$result")
-  ratio=$( ((floor > 0)) && calc "$calls/$floor" || echo -)
-  echo "simulator: $calls report calls, $throttled throttled; gateway: $gw_429 Graph 429s, deferred $deferred_budget budget + $deferred_paused paused"
-  ((throttled == 0)) || failures+=("$u users: Graph answered $throttled report calls 429")
-  ((bad == 0)) || failures+=("$u users: $bad requests of validated tokens were not 200 ($(field validated_not_200_examples "$result"))")
+    calls=$(json_number reportCalls "$work/stats-$run.json")
+    throttled=$(json_number throttledCalls "$work/stats-$run.json")
+    bad=$(field validated_not_200 "$result")
+    floor=$(field floor "$result")
+    ratio=$( ((floor > 0)) && calc "$calls/$floor" || echo -)
+    echo "simulator: $calls report calls, $throttled throttled; gateways: $gw_429 Graph 429s, deferred $deferred_budget budget + $deferred_paused paused, $redis_errors Redis errors; requests per gateway $(field per_gateway "$result")"
+    ((throttled == 0)) || failures+=("$u users, $shape: Graph answered $throttled report calls 429")
+    ((bad == 0)) || failures+=("$u users, $shape: $bad requests of validated tokens were not 200 ($(field validated_not_200_examples "$result"))")
 
-  rows+=("$(printf '| %s | %s | %s | **%s** | **%s** | **%s** | %s + %s = %s | **%s** | %s |' \
-    "$u" "$(field requests "$result")" "$(field answers "$result" | sed 's/,/, /g; s/_/ /g')" \
-    "$calls" "$throttled" "$bad" "$(field floor_tokens "$result")" \
-    "$(field floor_revalidations "$result")" "$floor" "$ratio" "$deferred_budget")")
-  new_rows+=("$(printf '| %s | %s | %s | %s | %s s | %s ms (max %s) | %s | %s |' \
-    "$u" "$(field new_tokens "$result")" "$(field new_token_first_answers "$result" | sed 's/,/, /g; s/_/ /g')" \
-    "$(field new_token_429 "$result")" "$(field new_token_429_median_retry_after_s "$result")" \
-    "$(field new_token_429_median_wait_to_200_ms "$result")" \
-    "$(field new_token_429_max_wait_to_200_ms "$result")" "$(field new_token_never_200 "$result")" \
-    "$(field skipped_minutes "$result")")")
+    rows+=("$(printf '| %s | %s | %s | %s | **%s** | **%s** | **%s** | %s + %s = %s | **%s** | %s |' \
+      "$n" "$u" "$(field requests "$result")" "$(field answers "$result" | sed 's/,/, /g; s/_/ /g')" \
+      "$calls" "$throttled" "$bad" "$(field floor_tokens "$result")" \
+      "$(field floor_revalidations "$result")" "$floor" "$ratio" "$deferred_budget")")
+    new_rows+=("$(printf '| %s | %s | %s | %s | %s | %s s | %s ms (max %s) | %s | %s |' \
+      "$n" "$u" "$(field new_tokens "$result")" "$(field new_token_first_answers "$result" | sed 's/,/, /g; s/_/ /g')" \
+      "$(field new_token_429 "$result")" "$(field new_token_429_median_retry_after_s "$result")" \
+      "$(field new_token_429_median_wait_to_200_ms "$result")" \
+      "$(field new_token_429_max_wait_to_200_ms "$result")" "$(field new_token_never_200 "$result")" \
+      "$(field skipped_minutes "$result")")")
+  done
 done
 
 # ---- results ------------------------------------------------------------------------------
@@ -171,16 +191,16 @@ step "results"
   echo
   echo "Machine: $(nproc) CPUs, $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo), $(awk '/^MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)."
   echo "One tenant, one app; $minutes simulated minutes of ${MINUTE_MS} ms; seed $seed. Simulator: --per-app $PER_APP --per-tenant $PER_TENANT --window-ms $WINDOW_MS."
-  echo "Gateway: ${GATEWAY_FLAGS[*]} (reserve 4, the default)."
+  echo "Gateway: ${GATEWAY_FLAGS[*]} (reserve 4, the default). Gateways N > 1: N replicas sharing one cache on one redis-server (--save \"\" --appendonly no), each user's requests round-robin over them."
   echo
-  echo "| users | requests | answers | Graph report calls | Graph 429s | validated tokens not 200 | floor (tokens + revalidations) | calls / floor | calls deferred (budget) |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| gateways | users | requests | answers | Graph report calls | Graph 429s | validated tokens not 200 | floor (tokens + revalidations) | calls / floor | calls deferred (budget) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
   echo
   echo "What a token's first request met:"
   echo
-  echo "| users | new tokens | first answer | 429 | median Retry-After | median wait to a 200 | never 200 | minutes not asked (waiting) |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| gateways | users | new tokens | first answer | 429 | median Retry-After | median wait to a 200 | never 200 | minutes not asked (waiting) |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${new_rows[@]}"
   echo
   echo "Release build ${build_seconds}s; whole run $((SECONDS - started_at))s."

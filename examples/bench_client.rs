@@ -4,13 +4,14 @@
 //! every loop is bounded in count and time.
 //!
 //! ```text
-//! bench_client miss     --gateway URL --sim ORIGIN --count N [--period P] [--prefix S]
+//! bench_client miss     --gateway URL --sim ORIGIN --count N [--period P] [--prefix S] [--also URL]
 //! bench_client coalesce --gateway URL --sim ORIGIN --count N [--delay-ms MS] [--prefix S]
 //! bench_client fill     --gateway URL --tenants N [--concurrency C] [--prefix S]
 //! bench_client token    --tenant T
+//! bench_client replicas --gateways URL,... --sim ORIGIN --phase P ...   (see replicas.rs)
 //! bench_client flood | slow | probe ...   (hostile clients: see flood.rs)
 //! ```
-//! Every command takes `--token-bytes N` (default 0: short tokens) for the size of its tokens.
+//! Every command but `replicas` takes `--token-bytes N` (default 0: short tokens) for the size of its tokens.
 //! Results go to stdout as `key=value` lines, for the script to read without a JSON tool.
 
 use std::{
@@ -26,6 +27,8 @@ use futures_util::{StreamExt, stream};
 // In a folder of its own: a file beside this one would be taken for another example.
 #[path = "bench_client/flood.rs"]
 mod flood;
+#[path = "bench_client/replicas.rs"]
+mod replicas;
 
 const PERIODS: [&str; 4] = ["D7", "D30", "D90", "D180"];
 /// Per request; the whole run is bounded by its count times this at worst.
@@ -189,7 +192,9 @@ fn summary(name: &str, mut micros: Vec<f64>) -> f64 {
 }
 
 /// Sequential cold requests, alternating one through the gateway (a new tenant: a miss) with
-/// one straight to the simulator (report call + download) for another new tenant.
+/// one straight to the simulator (report call + download) for another new tenant. With
+/// `--also URL`, each round also sends one through that other gateway: two gateways compared
+/// under the same load, whatever else the machine runs meanwhile.
 async fn miss(args: &Args) -> Result<(), String> {
     let gateway = args.text("gateway")?;
     let sim = args.text("sim")?;
@@ -199,13 +204,17 @@ async fn miss(args: &Args) -> Result<(), String> {
     let tb = args.token_bytes()?;
     let http = client(4);
     let url = format!("{gateway}/skype/activity-counts/{period}");
+    let also = args
+        .0
+        .get("also")
+        .map(|g| format!("{g}/skype/activity-counts/{period}"));
     // The first connection of each kind is not measured: both sides then run on keep-alive.
-    get(
-        &http,
-        &url,
-        Some(&sized_token(&format!("{prefix}-warm-g"), tb)),
-    )
-    .await?;
+    for (side, url) in [("g", Some(&url)), ("a", also.as_ref())] {
+        if let Some(url) = url {
+            let t = sized_token(&format!("{prefix}-warm-{side}"), tb);
+            get(&http, url, Some(&t)).await?;
+        }
+    }
     direct(
         &http,
         &sim,
@@ -214,16 +223,22 @@ async fn miss(args: &Args) -> Result<(), String> {
     )
     .await?;
 
-    let (mut via_gateway, mut straight) = (Vec::new(), Vec::new());
+    let (mut via_gateway, mut via_also, mut straight) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..count {
-        let t = sized_token(&format!("{prefix}-g{i}"), tb);
-        let started = Instant::now();
-        let (status, cache, _) = get(&http, &url, Some(&t)).await?;
-        via_gateway.push(started.elapsed().as_secs_f64() * 1e6);
-        if status != StatusCode::OK || cache != "MISS" {
-            return Err(format!(
-                "cold request {i}: {status} {cache}, expected 200 MISS"
-            ));
+        for (side, url, times) in [
+            ("g", Some(&url), &mut via_gateway),
+            ("a", also.as_ref(), &mut via_also),
+        ] {
+            let Some(url) = url else { continue };
+            let t = sized_token(&format!("{prefix}-{side}{i}"), tb);
+            let started = Instant::now();
+            let (status, cache, _) = get(&http, url, Some(&t)).await?;
+            times.push(started.elapsed().as_secs_f64() * 1e6);
+            if status != StatusCode::OK || cache != "MISS" {
+                return Err(format!(
+                    "cold request {i} to {url}: {status} {cache}, expected 200 MISS"
+                ));
+            }
         }
         let t = sized_token(&format!("{prefix}-d{i}"), tb);
         let started = Instant::now();
@@ -235,10 +250,16 @@ async fn miss(args: &Args) -> Result<(), String> {
     let g = summary("gateway", via_gateway);
     let d = summary("direct", straight);
     println!("overhead_median_us={:.0}", g - d);
+    if also.is_some() {
+        let a = summary("also", via_also);
+        println!("also_overhead_median_us={:.0}", a - d);
+        println!("also_minus_gateway_median_us={:.0}", a - g);
+    }
     Ok(())
 }
 
-async fn sim_stats(http: &Client, sim: &str) -> Result<(u64, u64), String> {
+/// The simulator's report calls, downloads and 429s for its limits.
+async fn sim_stats(http: &Client, sim: &str) -> Result<(u64, u64, u64), String> {
     let mut response = http
         .get(format!("{sim}/_simulator/stats"))
         .send()
@@ -246,7 +267,11 @@ async fn sim_stats(http: &Client, sim: &str) -> Result<(u64, u64), String> {
         .map_err(|e| format!("stats: {e}"))?;
     let stats: serde_json::Value = response.json().await.map_err(|e| format!("stats: {e}"))?;
     let field = |name: &str| stats[name].as_u64().ok_or(format!("stats lack {name}"));
-    Ok((field("reportCalls")?, field("downloadCalls")?))
+    Ok((
+        field("reportCalls")?,
+        field("downloadCalls")?,
+        field("throttledCalls")?,
+    ))
 }
 
 async fn sim_post(http: &Client, sim: &str, path: &str, body: &str) -> Result<(), String> {
@@ -298,7 +323,7 @@ async fn coalesce(args: &Args) -> Result<(), String> {
         };
         *by_answer.entry(key).or_default() += 1;
     }
-    let (reports, downloads) = sim_stats(&control, &sim).await?;
+    let (reports, downloads, _) = sim_stats(&control, &sim).await?;
     println!("count={count}");
     println!("elapsed_ms={}", elapsed.as_millis());
     let mut answers: Vec<_> = by_answer.into_iter().collect();
@@ -362,8 +387,9 @@ async fn main() -> ExitCode {
             "flood" => flood::flood(&args).await,
             "slow" => flood::slow(&args).await,
             "probe" => flood::probe(&args).await,
+            "replicas" => replicas::replicas(&args).await,
             _ => Err(
-                "usage: bench_client miss|coalesce|fill|token|flood|slow|probe --flag value ..."
+                "usage: bench_client miss|coalesce|fill|token|flood|slow|probe|replicas --flag value ..."
                     .into(),
             ),
         },

@@ -7,9 +7,11 @@
 //! bounded by the day's length.
 //!
 //! ```text
-//! workday --gateway URL --users U --minute-ms MS --minutes M --fresh-ms MS
+//! workday --gateway URL[,URL...] --users U --minute-ms MS --minutes M --fresh-ms MS
 //!         [--seed S] [--tenant T] [--app A] [--log FILE]
 //! ```
+//! With several gateways (replicas behind one load balancer) each user's requests go round-robin
+//! over them, user `u` starting at gateway `u`, a retry going to the next one.
 //! `--minute-ms` is how long a simulated minute lasts, `--minutes` the day's length in simulated
 //! minutes, `--fresh-ms` the gateway's `--fresh-ttl` (for the floor, below). Results go to stdout
 //! as `key=value` lines; `--log` writes every request as a tab-separated line.
@@ -37,7 +39,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(15);
 
 struct Plan {
-    gateway: String,
+    gateways: Vec<String>,
     users: usize,
     minute: Duration,
     minutes: u64,
@@ -70,7 +72,11 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Plan, String> {
             .map_err(|_| format!("--{name}: not a whole number"))
     };
     let plan = Plan {
-        gateway: text("gateway", None)?,
+        gateways: text("gateway", None)?
+            .split(',')
+            .filter(|g| !g.is_empty())
+            .map(str::to_owned)
+            .collect(),
         users: number("users", None)? as usize,
         minute: Duration::from_millis(number("minute-ms", None)?),
         minutes: number("minutes", None)?,
@@ -80,6 +86,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Plan, String> {
         app: text("app", Some("workday-dashboard"))?,
         log: map.get("log").cloned(),
     };
+    if plan.gateways.is_empty() {
+        return Err("--gateway needs at least one URL".into());
+    }
     if plan.minute.is_zero() || plan.minutes == 0 {
         return Err("--minute-ms and --minutes must be at least 1".into());
     }
@@ -145,6 +154,8 @@ struct Record {
     period: &'static str,
     /// The try of this tick: 0 the first, 1.. after a `Retry-After`.
     attempt: u32,
+    /// Which of the gateways answered.
+    gateway: usize,
     status: u16,
     cache: String,
     retry_after: Option<u64>,
@@ -177,7 +188,7 @@ async fn run_user(
         records: Vec::new(),
         skipped: 0,
     };
-    for tick in ticks {
+    for (turn, tick) in ticks.into_iter().enumerate() {
         let due = start + tick.at;
         // Still waiting out a Retry-After when this minute came: the user did not ask it.
         if Instant::now() > due + plan.minute / 2 {
@@ -192,8 +203,12 @@ async fn run_user(
                 + 2 * 3600;
             graph_simulator::test_app_token(&plan.tenant, &plan.app, Some(exp))
         });
-        let url = format!("{}/skype/activity-counts/{}", plan.gateway, tick.period);
         for attempt in 0u32.. {
+            let gateway = (user + turn + attempt as usize) % plan.gateways.len();
+            let url = format!(
+                "{}/skype/activity-counts/{}",
+                plan.gateways[gateway], tick.period
+            );
             let sent = Instant::now();
             let answer = http
                 .get(&url)
@@ -226,6 +241,7 @@ async fn run_user(
                 token: tick.token,
                 period: tick.period,
                 attempt,
+                gateway,
                 status,
                 cache,
                 retry_after,
@@ -290,6 +306,12 @@ fn report(plan: &Plan, runs: &[UserRun], elapsed: Duration) -> String {
     line("users", plan.users.to_string());
     line("elapsed_ms", elapsed.as_millis().to_string());
     line("requests", records.len().to_string());
+    let mut per_gateway = vec![0usize; plan.gateways.len()];
+    for record in &records {
+        per_gateway[record.gateway] += 1;
+    }
+    let per_gateway: Vec<String> = per_gateway.iter().map(usize::to_string).collect();
+    line("per_gateway", per_gateway.join(","));
     line(
         "skipped_minutes",
         runs.iter().map(|r| r.skipped).sum::<usize>().to_string(),
@@ -393,16 +415,18 @@ fn report(plan: &Plan, runs: &[UserRun], elapsed: Duration) -> String {
 }
 
 fn log(records: &[&Record]) -> String {
-    let mut out = String::from("sent_ms\tuser\ttoken\tperiod\ttry\tstatus\tcache\tretry_after\n");
+    let mut out =
+        String::from("sent_ms\tuser\ttoken\tperiod\ttry\tgateway\tstatus\tcache\tretry_after\n");
     for r in records {
         let _ = writeln!(
             out,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             r.sent.as_millis(),
             r.user,
             r.token,
             r.period,
             r.attempt,
+            r.gateway,
             r.status,
             r.cache,
             r.retry_after.map_or_else(|| "-".into(), |s| s.to_string())
@@ -417,7 +441,7 @@ async fn main() -> ExitCode {
         Ok(plan) => plan,
         Err(message) => {
             eprintln!(
-                "error: {message}\nusage: workday --gateway URL --users U --minute-ms MS \
+                "error: {message}\nusage: workday --gateway URL[,URL...] --users U --minute-ms MS \
                  --minutes M --fresh-ms MS [--seed S] [--tenant T] [--app A] [--log FILE]"
             );
             return ExitCode::from(2);
