@@ -18,7 +18,7 @@ use base64::Engine as _;
 use criterion::{Criterion, criterion_group, criterion_main};
 use skype_gateway::{
     auth::{BearerToken, Claims, Fingerprinter},
-    cache::{Caches, Freshness, ReportEntry, ReportKey, TokenEntry},
+    cache::{Caches, Freshness, ReportEntry, ReportKey, TokenEntry, TokenKey},
     report::{Period, Report, ReportRow, Window},
 };
 
@@ -93,8 +93,9 @@ fn hit_path(c: &mut Criterion) {
         report: mission,
         window: d7,
     };
+    let token_key = TokenKey::new(fp, mission);
     now(caches.remember_token(
-        fp,
+        token_key,
         TokenEntry {
             tenant: Arc::clone(&tenant_id),
             app: "app".into(),
@@ -135,7 +136,7 @@ fn hit_path(c: &mut Criterion) {
         })
     });
     group.bench_function("token_cache_lookup", |b| {
-        b.iter(|| now(caches.validated_token(black_box(&fp))).expect("validated"))
+        b.iter(|| now(caches.validated_token(black_box(&token_key))).expect("validated"))
     });
     group.bench_function("report_cache_lookup", |b| {
         b.iter(|| now(caches.report(black_box(&key))).expect("cached"))
@@ -144,7 +145,8 @@ fn hit_path(c: &mut Criterion) {
         b.iter(|| {
             let bearer = BearerToken::from_headers(black_box(&headers)).expect("a token");
             let fp = fingerprinter.fingerprint(bearer.token_bytes());
-            let known = now(caches.validated_token(&fp)).expect("validated");
+            let known =
+                now(caches.validated_token(&TokenKey::new(fp, mission))).expect("validated");
             let key = ReportKey {
                 tenant: Arc::clone(&known.tenant),
                 report: mission,

@@ -45,6 +45,25 @@ impl TokenEntry {
     }
 }
 
+/// A token's standing with Graph for one report function. Graph authorizes each report on its
+/// own (a user with a summary reports role reads the counts but not the per-user details), so
+/// a token accepted for one report is only known for that report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenKey {
+    pub fp: Fingerprint,
+    /// The catalog entry's address: its identity, as in [`ReportKey`].
+    report: usize,
+}
+
+impl TokenKey {
+    pub fn new(fp: Fingerprint, report: &'static ReportSpec) -> TokenKey {
+        TokenKey {
+            fp,
+            report: std::ptr::from_ref(report) as usize,
+        }
+    }
+}
+
 /// Whose report, which report, for which period or day.
 #[derive(Debug, Clone)]
 pub struct ReportKey {
@@ -213,10 +232,10 @@ impl TokenExpiry {
     }
 }
 
-impl Expiry<Fingerprint, Arc<TokenEntry>> for TokenExpiry {
+impl Expiry<TokenKey, Arc<TokenEntry>> for TokenExpiry {
     fn expire_after_create(
         &self,
-        _key: &Fingerprint,
+        _key: &TokenKey,
         value: &Arc<TokenEntry>,
         _created_at: Instant,
     ) -> Option<Duration> {
@@ -225,7 +244,7 @@ impl Expiry<Fingerprint, Arc<TokenEntry>> for TokenExpiry {
 
     fn expire_after_update(
         &self,
-        _key: &Fingerprint,
+        _key: &TokenKey,
         value: &Arc<TokenEntry>,
         _updated_at: Instant,
         _duration_until_expiry: Option<Duration>,
@@ -251,8 +270,8 @@ pub struct Refusal {
 }
 
 pub struct Caches {
-    tokens: Cache<Fingerprint, Arc<TokenEntry>>,
-    refused: Cache<Fingerprint, Arc<Refusal>>,
+    tokens: Cache<TokenKey, Arc<TokenEntry>>,
+    refused: Cache<TokenKey, Arc<Refusal>>,
     reports: Cache<ReportKey, Arc<ReportEntry>>,
     pub freshness: Freshness,
 }
@@ -291,25 +310,25 @@ impl Caches {
     }
 
     /// The token's validation, if Graph accepted it and it has not expired since.
-    pub async fn validated_token(&self, fp: &Fingerprint) -> Option<Arc<TokenEntry>> {
-        self.tokens.get(fp).await.filter(|t| !t.is_expired())
+    pub async fn validated_token(&self, key: &TokenKey) -> Option<Arc<TokenEntry>> {
+        self.tokens.get(key).await.filter(|t| !t.is_expired())
     }
 
-    pub async fn remember_token(&self, fp: Fingerprint, entry: TokenEntry) {
+    pub async fn remember_token(&self, key: TokenKey, entry: TokenEntry) {
         if !entry.is_expired() {
-            self.tokens.insert(fp, Arc::new(entry)).await;
+            self.tokens.insert(key, Arc::new(entry)).await;
         }
     }
 
     /// Graph refused the token: it is no longer validated, and it is refused again without a
     /// call for [`REFUSAL_MEMORY`].
-    pub async fn refuse_token(&self, fp: Fingerprint, refusal: Refusal) {
-        self.tokens.invalidate(&fp).await;
-        self.refused.insert(fp, Arc::new(refusal)).await;
+    pub async fn refuse_token(&self, key: TokenKey, refusal: Refusal) {
+        self.tokens.invalidate(&key).await;
+        self.refused.insert(key, Arc::new(refusal)).await;
     }
 
-    pub async fn refusal(&self, fp: &Fingerprint) -> Option<Arc<Refusal>> {
-        self.refused.get(fp).await
+    pub async fn refusal(&self, key: &TokenKey) -> Option<Arc<Refusal>> {
+        self.refused.get(key).await
     }
 
     pub async fn report(&self, key: &ReportKey) -> Option<Arc<ReportEntry>> {

@@ -40,7 +40,7 @@ pub use upstream::Upstream;
 
 use crate::{
     auth::{BearerToken, Claims, Fingerprint, Fingerprinter},
-    cache::{Caches, Refusal, ReportEntry, ReportKey, TokenEntry, unix_now},
+    cache::{Caches, Refusal, ReportEntry, ReportKey, TokenEntry, TokenKey, unix_now},
     catalog::ReportSpec,
     error::ApiError,
     graph::{Fetched, GraphClient, GraphError, ReportCall, RetryPolicy},
@@ -130,6 +130,13 @@ struct FetchJob {
     request_id: String,
     /// When the first caller stops waiting.
     deadline: Instant,
+}
+
+impl FetchJob {
+    /// The token's standing with Graph for this job's report.
+    fn token_key(&self) -> TokenKey {
+        TokenKey::new(self.fp, self.key.report)
+    }
 }
 
 /// A fetch under way and the callers waiting for it.
@@ -223,7 +230,8 @@ impl ReportService {
     ) -> Result<Served, ApiError> {
         let now = Instant::now();
         let fp = self.fingerprinter.fingerprint(token.token_bytes());
-        let known = self.caches.validated_token(&fp).await;
+        let token_key = TokenKey::new(fp, report);
+        let known = self.caches.validated_token(&token_key).await;
         // A known token's partition was computed when Graph accepted it; only a new token's
         // claims are read (the hit path skips the base64 and JSON work).
         let mut refusal = None;
@@ -235,7 +243,7 @@ impl ReportService {
                 Priority::Validated,
             ),
             None => {
-                refusal = self.caches.refusal(&fp).await;
+                refusal = self.caches.refusal(&token_key).await;
                 let claims = Claims::unverified(token.token()).unwrap_or_default();
                 let own = || -> Arc<str> { format!("token:{}", fp.to_hex()).into() };
                 let tenant = claims.tenant().map_or_else(own, Arc::from);
@@ -518,7 +526,7 @@ impl ReportService {
             Verdict::Fail { forget_token } => Err(match attempt {
                 Attempt::Answered(Err(err)) => {
                     if forget_token {
-                        self.refuse(job.fp, &err).await;
+                        self.refuse(job, &err).await;
                     }
                     err.into()
                 }
@@ -698,7 +706,8 @@ impl ReportService {
     }
 
     /// Graph refused the token: forget its validation and refuse it again for a while.
-    async fn refuse(&self, fp: Fingerprint, err: &GraphError) {
+    async fn refuse(&self, job: &FetchJob, err: &GraphError) {
+        let (key, function) = (job.token_key(), job.key.report.function);
         if let GraphError::Refused {
             status,
             code,
@@ -712,9 +721,9 @@ impl ReportService {
                 message: message.clone(),
             };
             if let Some(shared) = &self.shared {
-                shared.refuse_token(fp, &refusal).await;
+                shared.refuse_token(key.fp, function, &refusal).await;
             }
-            self.caches.refuse_token(fp, refusal).await;
+            self.caches.refuse_token(key, refusal).await;
         }
     }
 
@@ -735,19 +744,22 @@ impl ReportService {
             expires_at: job.expires_at,
         };
         if let Some(shared) = &self.shared {
-            shared.remember_token(job.fp, &entry).await;
+            shared
+                .remember_token(job.fp, job.key.report.function, &entry)
+                .await;
         }
-        self.caches.remember_token(job.fp, entry).await;
+        self.caches.remember_token(job.token_key(), entry).await;
     }
 
     /// What this replica and the shared cache know of the flight's token and report. Redis
     /// is asked only when this replica alone cannot serve the request; what it knows is kept
     /// here too, so the next request needs no Redis.
     async fn facts(&self, job: &FetchJob) -> Known {
-        let mut validated = self.caches.validated_token(&job.fp).await.is_some();
+        let token_key = job.token_key();
+        let mut validated = self.caches.validated_token(&token_key).await.is_some();
         let mut refusal = match validated {
             true => None,
-            false => self.caches.refusal(&job.fp).await,
+            false => self.caches.refusal(&token_key).await,
         };
         let mut cached = self.caches.report(&job.key).await;
         let fresh = cached
@@ -763,13 +775,13 @@ impl ReportService {
                 .token
                 .filter(|t| !validated && t.tenant == job.key.tenant && t.app == job.budget_key.app)
             {
-                self.caches.remember_token(job.fp, token).await;
+                self.caches.remember_token(token_key, token).await;
                 validated = true;
             }
             // Graph's latest word on the token: another replica's refusal stands over a
             // validation this replica still remembers (a validation clears the refusal).
             if let Some(theirs) = facts.refusal {
-                self.caches.refuse_token(job.fp, theirs.clone()).await;
+                self.caches.refuse_token(token_key, theirs.clone()).await;
                 refusal = Some(Arc::new(theirs));
                 validated = false;
             }

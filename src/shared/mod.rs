@@ -205,8 +205,8 @@ impl SharedCache {
 
     /// What Redis knows of `fp` and `key`, in one round trip; `None` when Redis did not answer.
     pub async fn facts(&self, fp: Fingerprint, key: &ReportKey) -> Option<Facts> {
-        let token_key = self.token_key(fp);
-        let refusal_key = self.refusal_key(fp);
+        let token_key = self.token_key(fp, key.report.function);
+        let refusal_key = self.refusal_key(fp, key.report.function);
         let report_key = self.report_key(key);
         let mut conn = self.conn.clone();
         let keys = [token_key.clone(), refusal_key.clone(), report_key.clone()];
@@ -255,7 +255,7 @@ impl SharedCache {
     }
 
     /// Graph accepted the token: every replica may serve it until its `exp`.
-    pub async fn remember_token(&self, fp: Fingerprint, entry: &TokenEntry) {
+    pub async fn remember_token(&self, fp: Fingerprint, function: &str, entry: &TokenEntry) {
         let ttl = match entry.expires_at {
             Some(exp) => Duration::from_secs(exp.saturating_sub(crate::cache::unix_now())),
             None => self.fresh_ttl,
@@ -263,12 +263,12 @@ impl SharedCache {
         if ttl.is_zero() {
             return;
         }
-        let key = self.token_key(fp);
+        let key = self.token_key(fp, function);
         let valid_until = unix_ms() + millis(ttl);
         let value = self
             .keys
             .seal(&key, &records::encode_token(entry, valid_until));
-        let refusal_key = self.refusal_key(fp);
+        let refusal_key = self.refusal_key(fp, function);
         let mut conn = self.conn.clone();
         let ttl = millis(ttl).max(1);
         let _: Option<()> = self
@@ -287,9 +287,9 @@ impl SharedCache {
     }
 
     /// Graph refused the token: no replica serves it, and each refuses it again for a while.
-    pub async fn refuse_token(&self, fp: Fingerprint, refusal: &Refusal) {
-        let token_key = self.token_key(fp);
-        let refusal_key = self.refusal_key(fp);
+    pub async fn refuse_token(&self, fp: Fingerprint, function: &str, refusal: &Refusal) {
+        let token_key = self.token_key(fp, function);
+        let refusal_key = self.refusal_key(fp, function);
         let valid_until = unix_ms() + millis(REFUSAL_TTL);
         let value = self
             .keys
@@ -560,12 +560,13 @@ impl SharedCache {
         None
     }
 
-    fn token_key(&self, fp: Fingerprint) -> String {
-        self.key("token", &[&fp.to_bytes()])
+    /// A token's validation is for one report function, as Graph authorizes each on its own.
+    fn token_key(&self, fp: Fingerprint, function: &str) -> String {
+        self.key("token", &[&fp.to_bytes(), function.as_bytes()])
     }
 
-    fn refusal_key(&self, fp: Fingerprint) -> String {
-        self.key("refused", &[&fp.to_bytes()])
+    fn refusal_key(&self, fp: Fingerprint, function: &str) -> String {
+        self.key("refused", &[&fp.to_bytes(), function.as_bytes()])
     }
 
     fn report_key(&self, key: &ReportKey) -> String {

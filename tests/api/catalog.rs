@@ -272,8 +272,62 @@ fn the_report_list_in_the_docs_names_every_catalog_entry() {
             "| `/{}/{}/{{period}}` | `{}` |",
             spec.workload, spec.report, spec.function
         );
-        assert!(docs.contains(&row), "docs/REPORTS.md lacks {}", spec.function);
+        assert!(
+            docs.contains(&row),
+            "docs/REPORTS.md lacks {}",
+            spec.function
+        );
     }
     let count = format!("{} reports in all.", skype_gateway::catalog::all().count());
     assert!(docs.contains(&count), "docs/REPORTS.md: {count}");
+}
+
+/// Graph authorizes each report on its own: a user whose role covers the summary reports but not
+/// the per-user details is validated for the first and never served the second from cache.
+#[actix_web::test]
+async fn a_token_accepted_for_one_report_is_not_served_another_from_cache() {
+    let app = spawn_app().await;
+    let (admin, summary_reader) = (
+        token_of("contoso"),
+        crate::helpers::app_token("contoso", "reader-app"),
+    );
+    let detail = "getTeamsUserActivityUserDetail";
+    app.sim.forbid_report(&summary_reader, detail);
+    let get = |path: &'static str, token: &str| {
+        let auth = format!("Bearer {token}");
+        let app = &app;
+        async move { app.get(path, &[("Authorization", auth.as_str())]).await }
+    };
+    assert_eq!(
+        get("/teams/user-activity-counts/D7", &summary_reader)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get("/teams/user-activity-user-detail/D7", &admin)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get("/teams/user-activity-user-detail/D7", &admin)
+            .await
+            .cache_status(),
+        "HIT"
+    );
+
+    // The tenant's detail entry is cached and fresh, yet Graph is asked, and says no.
+    let calls = app.sim.report_calls();
+    let refused = get("/teams/user-activity-user-detail/D7", &summary_reader).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.error_code(), "Forbidden");
+    assert_eq!(app.sim.report_calls(), calls + 1);
+    // The refusal is for that report only: the counts are still the reader's.
+    let counts = get("/teams/user-activity-counts/D7", &summary_reader).await;
+    assert_eq!(
+        (counts.status.as_u16(), counts.cache_status()),
+        (200, "HIT")
+    );
+    assert_eq!(app.sim.report_calls(), calls + 1);
 }

@@ -116,6 +116,11 @@ fn answer_report(req: &HttpRequest, shared: &Shared) -> (Answer, Duration, Calle
         Err(message) => return refuse(GraphError::bad_request(message)),
     };
     let called = Some((spec.function, window));
+    // A token whose user lacks the role for this report (detail reports need more than the
+    // summary ones): Graph checks it before it counts the call.
+    if shared.lock().is_forbidden(token, spec.function) {
+        return refuse(GraphError::from_status(403, None));
+    }
     let key = CallKey {
         tenant: tenant_of(token),
         app: app_of(token),

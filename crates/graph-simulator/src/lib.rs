@@ -251,6 +251,12 @@ impl Simulator {
         self.shared.lock().reject(token);
     }
 
+    /// Report calls of `function` with `token` get `403 Forbidden`, as for a user whose role
+    /// lets them read the summary reports but not this one; its other reports are served.
+    pub fn forbid_report(&self, token: &str, function: &str) {
+        self.shared.lock().forbid(token, function);
+    }
+
     /// Publishes a new data version: every tenant's counts and ETags change.
     /// Links already issued keep serving the version they were issued for.
     pub fn advance_data(&self) {

@@ -144,6 +144,8 @@ impl Shared {
 pub(super) struct State {
     faults: Vec<QueuedFault>,
     rejected: HashSet<String>,
+    /// (token, function lowercased) pairs answered 403: the token is good, its role too small.
+    forbidden: HashSet<(String, String)>,
     pub version: u64,
     /// The rows of a per-entity report, for links issued from now on.
     pub entities: usize,
@@ -190,6 +192,16 @@ impl State {
 
     pub fn is_rejected(&self, token: &str) -> bool {
         self.rejected.contains(token)
+    }
+
+    pub fn forbid(&mut self, token: &str, function: &str) {
+        self.forbidden
+            .insert((token.to_string(), function.to_ascii_lowercase()));
+    }
+
+    pub fn is_forbidden(&self, token: &str, function: &str) -> bool {
+        self.forbidden
+            .contains(&(token.to_string(), function.to_ascii_lowercase()))
     }
 
     pub fn record(&mut self, call: SeenCall) {
