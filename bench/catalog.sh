@@ -32,7 +32,7 @@ else
   MODE=full WRK_SECONDS=10 ROUNDS=3 USERS=100000 PARSE_ROUNDS=5
 fi
 MISSION=/skype/activity-counts/D7
-CATALOG=/teams/user-activity-counts/D7
+CATALOG=/skype/peer-to-peer-activity-counts/D7
 
 command -v wrk >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk curl >/dev/null

@@ -29,9 +29,19 @@ use crate::{
 };
 
 /// How much larger than its download a detail report's JSON answer may grow: field names
-/// repeat on every row, so JSON takes two to three times the CSV's bytes for real reports; a
+/// repeat on every row, so JSON takes two to four times the CSV's bytes for real reports; a
 /// download of mostly empty cells, which would take tens of times as much, is refused.
 const DETAIL_JSON_PER_CSV_BYTE: usize = 4;
+
+/// The most a detail report's answer may take: four times its download, and never more than
+/// half of the report cache, which one entry would otherwise empty of every other tenant.
+fn detail_json_limit(config: &Config) -> usize {
+    let half_cache = usize::try_from(config.cache_max_bytes / 2).unwrap_or(usize::MAX);
+    config
+        .max_detail_report_bytes
+        .saturating_mul(DETAIL_JSON_PER_CSV_BYTE)
+        .min(half_cache)
+}
 
 pub struct Application {
     port: u16,
@@ -95,9 +105,7 @@ impl Application {
             Arc::clone(&metrics),
             ServiceSettings {
                 upstream_timeout: config.upstream_timeout,
-                detail_json_limit: config
-                    .max_detail_report_bytes
-                    .saturating_mul(DETAIL_JSON_PER_CSV_BYTE),
+                detail_json_limit: detail_json_limit(&config),
                 admission: AdmissionSettings {
                     capacity: config.max_concurrent_upstream.get(),
                     max_queued: config.max_queued_upstream,

@@ -88,9 +88,10 @@ pub(super) fn duration(cell: &[u8]) -> Result<Option<&str>, InvalidCell> {
     };
     let parts = |part: &[u8], designators: &[u8]| -> Result<usize, InvalidCell> {
         // Number-designator pairs in the designators' order, each at most once.
-        let (mut count, mut next, mut digits) = (0, 0, 0);
+        let (mut count, mut next, mut digits, mut dot) = (0, 0, 0, false);
         for &b in part {
-            if b.is_ascii_digit() || (b == b'.' && digits > 0) {
+            if b.is_ascii_digit() || (b == b'.' && digits > 0 && !dot) {
+                dot |= b == b'.';
                 digits += 1;
                 continue;
             }
@@ -102,7 +103,7 @@ pub(super) fn duration(cell: &[u8]) -> Result<Option<&str>, InvalidCell> {
                 return Err(InvalidCell);
             }
             next += at + 1;
-            digits = 0;
+            (digits, dot) = (0, false);
             count += 1;
         }
         if digits > 0 {
@@ -262,6 +263,7 @@ mod tests {
         assert_eq!(duration(b""), Ok(None));
         for cell in [
             "P", "PT", "T1H", "1H", "PT1H1H", "PTM", "PT1S2M", "P1H", "PT1", "00:01:00", "PT.5S",
+            "PT1.5.5S",
         ] {
             assert_eq!(duration(cell.as_bytes()), Err(InvalidCell), "{cell:?}");
         }

@@ -179,6 +179,7 @@ pub fn parse_report(
                 }
                 let mut row = Writer::new(json_limit);
                 let written = columns.write_row(&record, &records, &mut row)?;
+                row.check()?;
                 if let Some(date) = &written.report_date
                     && !dates.insert(date.clone())
                 {
@@ -341,7 +342,7 @@ impl Columns {
             .columns
             .iter()
             .zip(&at)
-            .find(|(column, at)| at.is_none() && !column.deprecated)
+            .find(|(column, at)| at.is_none() && column.required())
         {
             return Err(ReportError::MissingColumn(missing.0.csv));
         }

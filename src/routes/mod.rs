@@ -18,7 +18,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get_only("/openapi.json", openapi::openapi_json))
         .service(get_only("/reports", reports::catalog_json))
         // Last: any three segments are a catalog report's route, or a 404.
-        .service(get_only(reports::REPORT_ROUTE, reports::activity_counts));
+        .service(
+            web::resource(reports::REPORT_ROUTE)
+                .app_data(RouteTemplate(reports::REPORT_ROUTE))
+                .route(web::get().to(reports::activity_counts))
+                .default_service(web::to(reports::other_method)),
+        );
 }
 
 /// A resource that answers GET, and a JSON 405 to any other method. It carries its path as the

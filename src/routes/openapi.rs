@@ -80,7 +80,11 @@ impl Modify for CatalogPaths {
             operation.operation_id = Some(spec.function.to_owned());
             operation.summary = Some(format!("Graph's {} report", spec.function));
             let name = format!("{}Report", spec.function);
+            // The mission's report keeps the schema it was documented with (`Report`, whose
+            // rows are `ReportRow`): clients generated from it keep working.
+            let mission = item_is_mission(spec);
             if let Some(RefOr::T(ok)) = operation.responses.responses.get_mut("200")
+                && !mission
                 && let Some(RefOr::T(json)) = ok.content.get_mut("application/json")
             {
                 json.schema = Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(&name)));
@@ -104,13 +108,16 @@ impl Modify for CatalogPaths {
                     }
                 }
             }
-            components.schemas.insert(name, report_schema(spec));
+            if !mission {
+                components.schemas.insert(name, report_schema(spec));
+            }
             openapi.paths.paths.insert(path, item);
         }
-        // The mission report's typed model gave the template its shape; each report has its own.
-        components.schemas.remove("Report");
-        components.schemas.remove("ReportRow");
     }
+}
+
+fn item_is_mission(spec: &crate::catalog::ReportSpec) -> bool {
+    format!("/{}/{}/{{period}}", spec.workload, spec.report) == MISSION_PATH
 }
 
 /// The documented path of the report operation, which [`CatalogPaths`] repeats per report.
@@ -132,7 +139,7 @@ fn report_schema(spec: &crate::catalog::ReportSpec) -> RefOr<utoipa::openapi::sc
             Kind::Boolean => json!({"type": ["boolean", "null"]}),
             Kind::String => json!({"type": ["string", "null"]}),
             Kind::List => json!({"type": ["array", "null"], "items": {"type": "string"}}),
-            Kind::Duration => json!({"type": ["string", "null"], "format": "duration"}),
+            Kind::Duration => json!({"type": ["string", "null"], "pattern": "^P"}),
         };
         let mut value = value;
         value["description"] = json!(format!("CSV column `{}`", column.csv));
@@ -140,6 +147,8 @@ fn report_schema(spec: &crate::catalog::ReportSpec) -> RefOr<utoipa::openapi::sc
             value["deprecated"] = json!(true);
         }
         properties.insert(column.json.to_owned(), value);
+        // A missing optional or deprecated column is answered `null` like an empty cell, so
+        // every field is present.
     }
     let required: Vec<&str> = spec.columns.iter().map(|c| c.json).collect();
     let row = json!({

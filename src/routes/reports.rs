@@ -123,6 +123,16 @@ pub async fn activity_counts(
     response
 }
 
+/// Any other method: 405 on a report's route, 404 on a path that only looks like one.
+pub async fn other_method(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let info = req.match_info();
+    let segment = |name| info.get(name).unwrap_or_default();
+    match route(segment("workload"), segment("report")) {
+        Some(_) => Err(ApiError::MethodNotAllowed),
+        None => Err(ApiError::NotFound),
+    }
+}
+
 async fn serve(
     req: &HttpRequest,
     reports: &Reports,
@@ -163,6 +173,9 @@ pub async fn catalog_json() -> HttpResponse {
                             json!({"csv": c.csv, "json": c.json, "type": kind_name(c.kind)});
                         if c.deprecated {
                             column["deprecated"] = json!(true);
+                        }
+                        if c.optional {
+                            column["optional"] = json!(true);
                         }
                         column
                     })
@@ -225,6 +238,9 @@ struct CatalogColumn {
     r#type: String,
     /// Present and true when Graph has deprecated the column: it may be missing (`null`).
     deprecated: Option<bool>,
+    /// Present and true when Microsoft's pages disagree on the column: it may be missing
+    /// (`null`).
+    optional: Option<bool>,
 }
 
 /// 200 with the shared pre-serialized body, or 304 when the caller already has it. Either way

@@ -195,6 +195,8 @@ pub struct ReportService {
     in_flight: Mutex<HashMap<(Fingerprint, ReportKey), Flight>>,
     /// The cache the replicas share, behind this one, with `--redis-url`.
     shared: Option<Arc<SharedCache>>,
+    /// Detail reports parsed at a time: one.
+    detail_parses: tokio::sync::Semaphore,
 }
 
 impl ReportService {
@@ -217,6 +219,7 @@ impl ReportService {
             settings,
             in_flight: Mutex::new(HashMap::new()),
             shared,
+            detail_parses: tokio::sync::Semaphore::new(1),
         }
     }
 
@@ -495,13 +498,7 @@ impl ReportService {
                 };
                 self.remember(job).await;
                 let report = job.key.report;
-                let json = parse_report(
-                    report,
-                    &csv,
-                    job.key.window,
-                    self.settings.detail_json_limit,
-                )
-                .map_err(|e| {
+                let json = self.parse(report, csv, job.key.window).await.map_err(|e| {
                     warn!(
                         "Graph's {} {} report does not parse: {e}",
                         report.function, job.key.window
@@ -811,6 +808,26 @@ impl ReportService {
             cached,
             refusal,
         }
+    }
+
+    /// Parses a download into its answer. A detail report (a row per user, site or group) can
+    /// take a few hundred milliseconds and a hundred megabytes: it is parsed off the worker, so
+    /// the worker's other requests are not held up, and one at a time, so that memory holds one
+    /// such download and its answer, not one per upstream slot.
+    async fn parse(
+        &self,
+        report: &'static ReportSpec,
+        csv: bytes::Bytes,
+        window: Window,
+    ) -> Result<Vec<u8>, crate::report::ReportError> {
+        let limit = self.settings.detail_json_limit;
+        if report.rows != crate::catalog::Rows::PerEntity {
+            return parse_report(report, &csv, window, limit);
+        }
+        let _one_at_a_time = self.detail_parses.acquire().await;
+        tokio::task::spawn_blocking(move || parse_report(report, &csv, window, limit))
+            .await
+            .unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()))
     }
 
     /// Puts the entry now current for `key` in the shared cache, for the other replicas.

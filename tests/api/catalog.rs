@@ -331,3 +331,13 @@ async fn a_token_accepted_for_one_report_is_not_served_another_from_cache() {
     );
     assert_eq!(app.sim.report_calls(), calls + 1);
 }
+
+#[actix_web::test]
+async fn another_method_is_405_on_a_report_and_404_on_a_path_that_only_looks_like_one() {
+    let app = spawn_app().await;
+    let post = |path: &str| app.http.post(format!("{}{path}", app.address)).send();
+    let report = post("/teams/user-activity-counts/D7").await.unwrap();
+    assert_eq!(report.status(), 405);
+    assert_eq!(report.headers().get("allow").unwrap(), "GET");
+    assert_eq!(post("/nothing/here/x").await.unwrap().status(), 404);
+}

@@ -333,8 +333,8 @@ async fn the_document_describes_what_the_design_promises() {
         schemas["ErrorDetail"]["required"],
         json!(["code", "message"])
     );
-    let report_schema = &schemas["getSkypeForBusinessActivityCountsReport"];
-    let row = &report_schema["properties"]["value"]["items"];
+    let report_schema = &schemas["Report"];
+    let row = &schemas["ReportRow"];
     for count in ["peerToPeer", "organized", "participated"] {
         assert_eq!(
             row["properties"][count]["type"],
@@ -349,10 +349,10 @@ async fn the_document_describes_what_the_design_promises() {
     );
     assert_eq!(
         report_schema["required"],
-        json!(["reportRefreshDate", "value", "period"])
+        json!(["period", "reportRefreshDate", "value"])
     );
-    // Every catalog report has its own row schema, its columns under their JSON names.
-    for spec in skype_gateway::catalog::all() {
+    // Every other catalog report has its own row schema, its columns under their JSON names.
+    for spec in skype_gateway::catalog::all().skip(1) {
         let schema = &schemas[format!("{}Report", spec.function)];
         let row = &schema["properties"]["value"]["items"]["properties"];
         for column in spec.columns {
@@ -560,7 +560,7 @@ async fn the_check_catches_a_document_that_is_wrong_about_an_answer() {
                 "a document wrong about {what} went unnoticed: {problems:?}"
             );
         };
-    let row = "/components/schemas/getSkypeForBusinessActivityCountsReport/properties/value/items/properties";
+    let row = "/components/schemas/ReportRow/properties";
     let responses = "/paths/~1skype~1activity-counts~1{period}/get/responses";
     let ok = &format!("{responses}/200/headers");
 

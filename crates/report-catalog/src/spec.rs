@@ -56,6 +56,16 @@ pub struct Column {
     pub kind: Kind,
     /// Graph has deprecated it (it may be missing from a download).
     pub deprecated: bool,
+    /// Microsoft's pages disagree on it (a header list names it, an example or resource does
+    /// not): parsed when present, `null` when missing, rather than failing the report.
+    pub optional: bool,
+}
+
+impl Column {
+    /// Whether a download without it is not the report.
+    pub const fn required(&self) -> bool {
+        !self.deprecated && !self.optional
+    }
 }
 
 /// How a cell becomes JSON; an empty cell is `null` whatever the kind.
@@ -82,6 +92,18 @@ pub const fn col(csv: &'static str, json: &'static str, kind: Kind) -> Column {
         json,
         kind,
         deprecated: false,
+        optional: false,
+    }
+}
+
+/// A column Microsoft's pages disagree on: parsed when present, `null` when missing.
+pub const fn optional(csv: &'static str, json: &'static str, kind: Kind) -> Column {
+    Column {
+        csv,
+        json,
+        kind,
+        deprecated: false,
+        optional: true,
     }
 }
 
@@ -92,5 +114,6 @@ pub const fn deprecated(csv: &'static str, json: &'static str, kind: Kind) -> Co
         json,
         kind,
         deprecated: true,
+        optional: false,
     }
 }

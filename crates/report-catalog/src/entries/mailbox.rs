@@ -1,6 +1,6 @@
 //! `getMailbox*`: Exchange Online mailbox storage, quotas and counts.
 
-use crate::spec::{Kind::*, Parameter::*, ReportSpec, Rows::*, col};
+use crate::spec::{Kind::*, Parameter::*, ReportSpec, Rows::*, col, optional};
 
 pub const REPORTS: &[ReportSpec] = &[
     ReportSpec {
@@ -42,8 +42,8 @@ pub const REPORTS: &[ReportSpec] = &[
                 "deletedItemSizeInBytes",
                 Integer,
             ),
-            col("Deleted Item Quota (Byte)", "deletedItemQuotaByte", Integer),
-            col("Has Archive", "hasArchive", Boolean),
+            optional("Deleted Item Quota (Byte)", "deletedItemQuotaByte", Integer),
+            optional("Has Archive", "hasArchive", Boolean),
             col("Report Period", "reportPeriod", String),
         ],
     },

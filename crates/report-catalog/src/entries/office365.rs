@@ -1,6 +1,6 @@
 //! `getOffice365*`: Microsoft 365 active users and Microsoft 365 groups activity.
 
-use crate::spec::{Kind::*, Parameter::*, ReportSpec, Rows::*, col};
+use crate::spec::{Kind::*, Parameter::*, ReportSpec, Rows::*, col, optional};
 
 pub const REPORTS: &[ReportSpec] = &[
     ReportSpec {
@@ -150,7 +150,7 @@ pub const REPORTS: &[ReportSpec] = &[
             col("Last Activity Date", "lastActivityDate", Date),
             col("Group Type", "groupType", String),
             col("Member Count", "memberCount", Integer),
-            col("External Member Count", "externalMemberCount", Integer),
+            optional("External Member Count", "externalMemberCount", Integer),
             col(
                 "Exchange Received Email Count",
                 "exchangeReceivedEmailCount",

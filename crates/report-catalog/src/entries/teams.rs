@@ -207,7 +207,7 @@ pub const REPORTS: &[ReportSpec] = &[
         function: "getTeamsTeamActivityDetail",
         workload: "teams",
         report: "team-activity-detail",
-        parameter: Period,
+        parameter: PeriodOrDate,
         rows: PerEntity,
         csv_doc: "api-reference/v1.0/api/reportroot-getteamsteamactivitydetail.md",
         json_doc: None,
