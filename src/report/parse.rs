@@ -667,6 +667,9 @@ mod proptests;
 mod catalog_tests;
 
 #[cfg(test)]
+mod catalog_proptests;
+
+#[cfg(test)]
 mod tests {
     use super::mission::*;
     use super::{REPORT_DATE, REPORT_REFRESH_DATE, ReportError, Window};

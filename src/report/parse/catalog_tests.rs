@@ -202,13 +202,20 @@ fn a_fixed_report_has_at_most_its_rows() {
 fn a_column_the_documentation_disagrees_on_may_be_missing() {
     let spec = catalog::by_function("getMailboxUsageDetail").unwrap();
     let absent = ["Has Archive", "Deleted Item Quota (Byte)"];
-    assert!(spec.columns.iter().filter(|c| absent.contains(&c.csv)).all(|c| c.optional));
+    assert!(
+        spec.columns
+            .iter()
+            .filter(|c| absent.contains(&c.csv))
+            .all(|c| c.optional)
+    );
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/report-catalog/samples");
     let sample = std::fs::read_to_string(dir.join(format!("{}.csv", spec.function))).unwrap();
     // The sample without the two columns, as the page's own example line has it.
     let mut lines = sample.lines().filter(|l| !l.is_empty());
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let keep: Vec<usize> = (0..header.len()).filter(|&i| !absent.contains(&header[i])).collect();
+    let keep: Vec<usize> = (0..header.len())
+        .filter(|&i| !absent.contains(&header[i]))
+        .collect();
     let cut = |line: &str| {
         let cells: Vec<&str> = line.split(',').collect();
         keep.iter().map(|&i| cells[i]).collect::<Vec<_>>().join(",")
