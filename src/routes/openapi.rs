@@ -74,7 +74,7 @@ impl Modify for CatalogPaths {
             .expect("the report operation is documented");
         let components = openapi.components.get_or_insert_with(Default::default);
         for spec in crate::catalog::all() {
-            let path = format!("/{}/{}/{{period}}", spec.workload, spec.report);
+            let path = spec.route_template();
             let mut item = template.clone();
             let operation = item.get.as_mut().expect("a GET");
             operation.operation_id = Some(spec.function.to_owned());
@@ -82,7 +82,7 @@ impl Modify for CatalogPaths {
             let name = format!("{}Report", spec.function);
             // The mission's report keeps the schema it was documented with (`Report`, whose
             // rows are `ReportRow`): clients generated from it keep working.
-            let mission = item_is_mission(spec);
+            let mission = path == MISSION_PATH;
             if let Some(RefOr::T(ok)) = operation.responses.responses.get_mut("200")
                 && !mission
                 && let Some(RefOr::T(json)) = ok.content.get_mut("application/json")
@@ -114,10 +114,6 @@ impl Modify for CatalogPaths {
             openapi.paths.paths.insert(path, item);
         }
     }
-}
-
-fn item_is_mission(spec: &crate::catalog::ReportSpec) -> bool {
-    format!("/{}/{}/{{period}}", spec.workload, spec.report) == MISSION_PATH
 }
 
 /// The documented path of the report operation, which [`CatalogPaths`] repeats per report.

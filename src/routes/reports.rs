@@ -33,10 +33,9 @@ static ROUTES: LazyLock<HashMap<(&'static str, &'static str), CatalogRoute>> =
     LazyLock::new(|| {
         catalog::all()
             .map(|spec| {
-                let template = format!("/{}/{}/{{period}}", spec.workload, spec.report);
                 let route = CatalogRoute {
                     spec,
-                    template: Box::leak(template.into_boxed_str()),
+                    template: Box::leak(spec.route_template().into_boxed_str()),
                 };
                 ((spec.workload, spec.report), route)
             })
@@ -181,7 +180,7 @@ pub async fn catalog_json() -> HttpResponse {
                     })
                     .collect();
                 json!({
-                    "route": format!("/{}/{}/{{period}}", spec.workload, spec.report),
+                    "route": spec.route_template(),
                     "graphFunction": spec.function,
                     "parameters": parameters,
                     "columns": columns,

@@ -17,10 +17,7 @@ async fn reports_lists_every_catalog_entry() {
         "every Skype for Business and Teams report at least"
     );
     for (entry, spec) in listed.iter().zip(skype_gateway::catalog::all()) {
-        assert_eq!(
-            entry["route"],
-            format!("/{}/{}/{{period}}", spec.workload, spec.report)
-        );
+        assert_eq!(entry["route"], spec.route_template());
         assert_eq!(entry["graphFunction"], spec.function);
         let columns = entry["columns"].as_array().unwrap();
         assert_eq!(columns.len(), spec.columns.len());

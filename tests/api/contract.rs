@@ -251,10 +251,7 @@ async fn the_document_describes_what_the_design_promises() {
         "/openapi.json",
         "/reports",
     ]);
-    paths.extend(
-        skype_gateway::catalog::all()
-            .map(|spec| format!("/{}/{}/{{period}}", spec.workload, spec.report)),
-    );
+    paths.extend(skype_gateway::catalog::all().map(|spec| spec.route_template()));
     assert!(paths.contains(REPORT));
     assert_eq!(
         keys(&doc["paths"]),
@@ -363,7 +360,7 @@ async fn the_document_describes_what_the_design_promises() {
                 column.json
             );
         }
-        let path = format!("/{}/{}/{{period}}", spec.workload, spec.report);
+        let path = spec.route_template();
         let ok = &contract.operation(&path)["responses"]["200"]["content"]["application/json"];
         assert_eq!(
             ok["schema"]["$ref"],

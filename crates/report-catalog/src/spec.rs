@@ -25,6 +25,13 @@ pub struct ReportSpec {
     pub columns: &'static [Column],
 }
 
+impl ReportSpec {
+    /// The route it is served at, as a template: `/skype/activity-counts/{period}`.
+    pub fn route_template(&self) -> String {
+        format!("/{}/{}/{{period}}", self.workload, self.report)
+    }
+}
+
 /// What a report function takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Parameter {
