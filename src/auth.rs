@@ -41,6 +41,12 @@ impl BearerToken {
     /// most [`MAX_AUTHORIZATION_BYTES`] long.
     pub fn from_headers(headers: &HeaderMap) -> Result<Self, BearerError> {
         let value = headers.get(AUTHORIZATION).ok_or(BearerError::Missing)?;
+        Self::from_value(value.clone())
+    }
+
+    /// An `Authorization` value, `Bearer <token>`, checked as [`BearerToken::from_headers`]
+    /// checks a caller's.
+    pub fn from_value(value: HeaderValue) -> Result<Self, BearerError> {
         let bytes = value.as_bytes();
         if bytes.len() > MAX_AUTHORIZATION_BYTES {
             return Err(BearerError::TooLarge);
@@ -64,13 +70,10 @@ impl BearerToken {
             return Err(BearerError::Missing);
         }
         let start = space + 1 + (rest.len() - rest.trim_ascii_start().len());
-        let mut header = value.clone();
+        let end = start + token.len();
+        let mut header = value;
         header.set_sensitive(true);
-        Ok(BearerToken {
-            header,
-            start,
-            end: start + token.len(),
-        })
+        Ok(BearerToken { header, start, end })
     }
 
     /// The token itself, without the scheme.

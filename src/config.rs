@@ -6,7 +6,11 @@ use std::{fmt, net::SocketAddr, num::NonZeroUsize, path::PathBuf, time::Duration
 use clap::{CommandFactory, FromArgMatches, Parser, parser::ValueSource};
 use url::Url;
 
-use crate::{graph::Allowlist, service::Rate};
+use crate::{
+    entra::{AppSettings, Certificate, Credential},
+    graph::Allowlist,
+    service::Rate,
+};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -160,6 +164,62 @@ pub struct Config {
     #[arg(long, env = "SKYPE_GATEWAY_REDIS_TIMEOUT", default_value = "100ms", value_parser = parse_duration)]
     pub redis_timeout: Duration,
 
+    /// How the gateway calls Graph: `passthrough` forwards each caller's Graph token; `app`
+    /// verifies callers' tokens for the gateway's own API and calls Graph as the gateway's app.
+    #[arg(long, env = "SKYPE_GATEWAY_GRAPH_AUTH", value_enum, default_value_t = GraphAuth::Passthrough)]
+    pub graph_auth: GraphAuth,
+
+    /// App mode: Entra ID's authority (https; http only for a loopback host).
+    #[arg(long, env = "SKYPE_GATEWAY_AUTHORITY_URL", default_value = "https://login.microsoftonline.com", value_parser = parse_base_url)]
+    pub authority_url: Url,
+
+    /// App mode: the gateway's app registration (its application id).
+    #[arg(long, env = "SKYPE_GATEWAY_CLIENT_ID")]
+    pub client_id: Option<String>,
+
+    /// App mode: the app registration's client secret.
+    #[arg(
+        long,
+        env = "SKYPE_GATEWAY_CLIENT_SECRET",
+        hide_env_values = true,
+        conflicts_with_all = ["client_secret_file", "client_certificate_file", "client_assertion_file"]
+    )]
+    pub client_secret: Option<Secret>,
+
+    /// App mode: a file holding the client secret, read again for each token request.
+    #[arg(long, env = "SKYPE_GATEWAY_CLIENT_SECRET_FILE", conflicts_with_all = ["client_certificate_file", "client_assertion_file"])]
+    pub client_secret_file: Option<PathBuf>,
+
+    /// App mode: a PEM file with a certificate registered for the app and its RSA private key
+    /// (PKCS#8 or PKCS#1, either order); the gateway signs client assertions with it.
+    #[arg(
+        long,
+        env = "SKYPE_GATEWAY_CLIENT_CERTIFICATE_FILE",
+        conflicts_with = "client_assertion_file"
+    )]
+    pub client_certificate_file: Option<PathBuf>,
+
+    /// App mode: a federated token file (workload identity), read again for each token request.
+    #[arg(long, env = "SKYPE_GATEWAY_CLIENT_ASSERTION_FILE")]
+    pub client_assertion_file: Option<PathBuf>,
+
+    /// App mode: the `aud` values callers' tokens may carry, comma-separated (the gateway
+    /// API's client id for v2 tokens, its Application ID URI for v1).
+    #[arg(long, env = "SKYPE_GATEWAY_CALLER_AUDIENCE", value_delimiter = ',')]
+    pub caller_audience: Vec<String>,
+
+    /// App mode: the role (in `roles`) or delegated scope (in `scp`) a caller's token must grant.
+    #[arg(
+        long,
+        env = "SKYPE_GATEWAY_CALLER_ROLE",
+        default_value = "Reports.Read"
+    )]
+    pub caller_role: String,
+
+    /// App mode: the tenant ids the gateway serves, comma-separated.
+    #[arg(long, env = "SKYPE_GATEWAY_TENANTS", value_delimiter = ',')]
+    pub tenants: Vec<String>,
+
     /// Start an embedded Graph simulator on loopback and point the gateway at it.
     /// The variable takes true/false, 1/0, yes/no, on/off.
     #[arg(long, env = "SKYPE_GATEWAY_DEMO", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
@@ -234,6 +294,7 @@ impl Config {
         if self.max_detail_report_bytes == 0 {
             return Err("--max-detail-report-bytes must be greater than zero".into());
         }
+        self.validate_graph_auth()?;
         if self.redis_url.is_some() {
             if self.redis_timeout.is_zero() {
                 return Err("--redis-timeout must be greater than zero".into());
@@ -247,6 +308,133 @@ impl Config {
                      {MIN_SHARED_SECRET} bytes; got {length}"
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// The app-only settings with `--graph-auth app`: the credential read and checked (a
+    /// certificate's key against the certificate, a file's presence), the tenants lowercase.
+    pub fn app_settings(&self) -> Result<Option<AppSettings>, String> {
+        if self.graph_auth != GraphAuth::App {
+            return Ok(None);
+        }
+        let credential = if let Some(secret) = &self.client_secret {
+            Credential::Secret(secret.clone())
+        } else if let Some(path) = &self.client_secret_file {
+            Credential::SecretFile(path.clone())
+        } else if let Some(path) = &self.client_certificate_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("--client-certificate-file {}: {e}", path.display()))?;
+            Credential::Certificate(Box::new(
+                Certificate::from_pem(&pem)
+                    .map_err(|e| format!("--client-certificate-file {}: {e}", path.display()))?,
+            ))
+        } else if let Some(path) = &self.client_assertion_file {
+            Credential::AssertionFile(path.clone())
+        } else {
+            return Err(
+                "--graph-auth app needs one credential: --client-secret, --client-secret-file, \
+                 --client-certificate-file or --client-assertion-file"
+                    .into(),
+            );
+        };
+        credential.check()?;
+        Ok(Some(AppSettings {
+            authority: self.authority_url.clone(),
+            client_id: self.client_id.clone().unwrap_or_default(),
+            credential,
+            audiences: self.caller_audience.clone(),
+            role: self.caller_role.clone(),
+            tenants: self
+                .tenants
+                .iter()
+                .map(|t| t.to_ascii_lowercase())
+                .collect(),
+            timeout: self.upstream_timeout.min(ENTRA_TIMEOUT),
+            retry: crate::graph::RetryPolicy {
+                max_retries: self.max_retries,
+                max_wait: self.max_retry_wait,
+            },
+        }))
+    }
+
+    /// Checks of app-only mode's settings, and that none is given without it.
+    fn validate_graph_auth(&self) -> Result<(), String> {
+        let app_only = [
+            (
+                "--client-id (SKYPE_GATEWAY_CLIENT_ID)",
+                self.client_id.is_some(),
+            ),
+            (
+                "--client-secret (SKYPE_GATEWAY_CLIENT_SECRET)",
+                self.client_secret.is_some(),
+            ),
+            (
+                "--client-secret-file (SKYPE_GATEWAY_CLIENT_SECRET_FILE)",
+                self.client_secret_file.is_some(),
+            ),
+            (
+                "--client-certificate-file (SKYPE_GATEWAY_CLIENT_CERTIFICATE_FILE)",
+                self.client_certificate_file.is_some(),
+            ),
+            (
+                "--client-assertion-file (SKYPE_GATEWAY_CLIENT_ASSERTION_FILE)",
+                self.client_assertion_file.is_some(),
+            ),
+            (
+                "--caller-audience (SKYPE_GATEWAY_CALLER_AUDIENCE)",
+                !self.caller_audience.is_empty(),
+            ),
+            (
+                "--tenants (SKYPE_GATEWAY_TENANTS)",
+                !self.tenants.is_empty(),
+            ),
+        ];
+        if self.graph_auth == GraphAuth::Passthrough {
+            if let Some((flag, _)) = app_only.iter().find(|(_, given)| *given) {
+                return Err(format!(
+                    "{flag} applies only with --graph-auth app (SKYPE_GATEWAY_GRAPH_AUTH=app)"
+                ));
+            }
+            return Ok(());
+        }
+        // `--demo` brings its own app registration, tenants and audience.
+        if self.demo {
+            return Ok(());
+        }
+        let client_id = self.client_id.as_deref().unwrap_or_default();
+        if client_id.trim().is_empty() {
+            return Err("--graph-auth app needs --client-id (SKYPE_GATEWAY_CLIENT_ID)".into());
+        }
+        if self.tenants.is_empty() {
+            return Err(
+                "--graph-auth app needs --tenants (SKYPE_GATEWAY_TENANTS): the tenant ids it serves"
+                    .into(),
+            );
+        }
+        if let Some(bad) = self.tenants.iter().find(|t| !is_tenant_id(t)) {
+            return Err(format!(
+                "--tenants (SKYPE_GATEWAY_TENANTS): {bad:?} is not a tenant id (a GUID such as \
+                 72f988bf-86f1-41af-91ab-2d7cd011db47)"
+            ));
+        }
+        if self.caller_audience.iter().all(|a| a.trim().is_empty()) {
+            return Err(
+                "--graph-auth app needs --caller-audience (SKYPE_GATEWAY_CALLER_AUDIENCE): \
+                 the gateway API's client id or Application ID URI"
+                    .into(),
+            );
+        }
+        if self.caller_audience.iter().any(|a| a.trim().is_empty()) {
+            return Err(
+                "--caller-audience (SKYPE_GATEWAY_CALLER_AUDIENCE) has an empty value".into(),
+            );
+        }
+        if self.caller_role.trim().is_empty() || self.caller_role.contains(' ') {
+            return Err(format!(
+                "--caller-role (SKYPE_GATEWAY_CALLER_ROLE) {:?} must be one role name",
+                self.caller_role
+            ));
         }
         Ok(())
     }
@@ -275,6 +463,26 @@ impl Config {
     pub fn defaults() -> Config {
         Config::parse_from(["skype-gateway"])
     }
+}
+
+/// How Graph is called: with each caller's own token, or as the gateway's app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphAuth {
+    Passthrough,
+    App,
+}
+
+/// The longest one call to Entra ID may take (shorter with a shorter `--upstream-timeout`).
+const ENTRA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A tenant id: a GUID, as the `tid` claim carries it.
+fn is_tenant_id(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The least shared secret accepted: 256 bits, as much as the keys derived from it.

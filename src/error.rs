@@ -33,6 +33,16 @@ pub enum ApiError {
         code: String,
         message: String,
     },
+    /// App-only mode: the caller's token is not one Entra ID issued for this gateway, or not now.
+    #[error("the bearer token {0}")]
+    InvalidToken(&'static str),
+    /// App-only mode: a genuine token without the rights to this gateway's reports.
+    #[error("{0}")]
+    Forbidden(String),
+    /// App-only mode: the gateway's own access failed (Entra ID refused its credentials or
+    /// failed, or Graph refused its token); the caller is not at fault.
+    #[error("{0}")]
+    UpstreamAuthFailed(String),
     #[error("Microsoft Graph is throttling this report; retry later")]
     Throttled { retry_after: Option<Duration> },
     #[error("{0}")]
@@ -69,6 +79,9 @@ impl ApiError {
             ApiError::MissingToken => "missingToken",
             ApiError::AuthorizationTooLarge => "requestHeaderTooLarge",
             ApiError::GraphRefused { code, .. } => code,
+            ApiError::InvalidToken(_) => "invalidToken",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::UpstreamAuthFailed(_) => "upstreamAuthFailed",
             ApiError::Throttled { .. } => "throttled",
             ApiError::UpstreamUnavailable(_) => "upstreamUnavailable",
             ApiError::UntrustedRedirect(_) => "untrustedRedirect",
@@ -119,6 +132,7 @@ impl From<GraphError> for ApiError {
             GraphError::Timeout => ApiError::UpstreamTimeout,
             GraphError::UntrustedRedirect(why) => ApiError::UntrustedRedirect(why),
             GraphError::TooLarge { limit } => ApiError::ReportTooLarge(limit),
+            GraphError::AuthFailed(why) => ApiError::UpstreamAuthFailed(why),
         }
     }
 }
@@ -130,7 +144,8 @@ pub struct ErrorBody {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// A stable code: `invalidPeriod`, `missingToken`, `requestHeaderTooLarge`, `throttled`,
+    /// A stable code: `invalidPeriod`, `missingToken`, `invalidToken`, `forbidden`,
+    /// `upstreamAuthFailed`, `requestHeaderTooLarge`, `throttled`,
     /// `upstreamUnavailable`, `untrustedRedirect`, `invalidReport`, `reportTooLarge`,
     /// `upstreamTimeout`, `overloaded`, `requestTimeout`, `notFound`, `methodNotAllowed`, or
     /// Graph's own code for a refused token.
@@ -147,8 +162,11 @@ impl ResponseError for ApiError {
             ApiError::GraphRefused { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
+            ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::UpstreamUnavailable(_)
+            ApiError::UpstreamAuthFailed(_)
+            | ApiError::UpstreamUnavailable(_)
             | ApiError::UntrustedRedirect(_)
             | ApiError::InvalidReport(_)
             | ApiError::ReportTooLarge(_) => StatusCode::BAD_GATEWAY,
@@ -168,7 +186,7 @@ impl ResponseError for ApiError {
             ApiError::MissingToken => {
                 response.insert_header((WWW_AUTHENTICATE, "Bearer"));
             }
-            ApiError::GraphRefused { status: 401, .. } => {
+            ApiError::GraphRefused { status: 401, .. } | ApiError::InvalidToken(_) => {
                 response.insert_header((WWW_AUTHENTICATE, "Bearer error=\"invalid_token\""));
             }
             ApiError::Throttled {

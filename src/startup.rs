@@ -20,6 +20,7 @@ use crate::{
     cache::{Caches, Freshness},
     config::Config,
     connection::{self, ClientDeadlines, Deadlined},
+    entra::AppAuth,
     graph::{GraphClient, RetryPolicy, UpstreamSettings, tls_config},
     metrics::Metrics,
     routes::{self, health::Readiness},
@@ -100,7 +101,24 @@ impl Application {
             }
             None => None,
         };
-        let service = Arc::new(ReportService::new(
+        let tls = tls_config();
+        let app_auth = match config.app_settings().map_err(std::io::Error::other)? {
+            Some(settings) => {
+                info!(
+                    "app-only mode: callers' tokens for {} verified here, Graph called as app {} for {} tenant(s)",
+                    settings.audiences.join(","),
+                    settings.client_id,
+                    settings.tenants.len()
+                );
+                Some(Arc::new(AppAuth::new(
+                    settings,
+                    Arc::clone(&tls),
+                    Arc::clone(&metrics),
+                )))
+            }
+            None => None,
+        };
+        let service = ReportService::new(
             caches,
             Arc::clone(&metrics),
             ServiceSettings {
@@ -117,7 +135,11 @@ impl Application {
                 budget,
             },
             shared,
-        ));
+        );
+        let service = Arc::new(match app_auth {
+            Some(app) => service.with_app(app),
+            None => service,
+        });
         let settings = Arc::new(UpstreamSettings {
             graph_base_url: config.graph_base_url.clone(),
             allowlist: config.download_allowlist.clone(),
@@ -125,7 +147,6 @@ impl Application {
             max_report_bytes: config.max_report_bytes,
             max_detail_report_bytes: config.max_detail_report_bytes,
         });
-        let tls = tls_config();
         let readiness = Readiness::new();
         let readiness_data = web::Data::new(readiness.clone());
         let metrics_data = web::Data::from(Arc::clone(&metrics));

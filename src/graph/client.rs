@@ -94,25 +94,32 @@ pub fn tls_config() -> Arc<rustls::ClientConfig> {
     Arc::new(config)
 }
 
+/// An HTTP client for the gateway's outbound calls (Graph, the downloads, Entra ID): rustls,
+/// a connect timeout, no automatic redirects, and plain connections that notice a response cut
+/// short.
+pub fn outbound_client(tls: Arc<rustls::ClientConfig>, timeout: Duration) -> awc::Client {
+    let connector = awc::Connector::new()
+        .connector(super::framing::tcp_connector())
+        .rustls_0_23(tls)
+        .timeout(CONNECT_TIMEOUT);
+    awc::Client::builder()
+        .connector(connector)
+        .disable_redirects()
+        .timeout(timeout)
+        .add_default_header((
+            USER_AGENT,
+            concat!("skype-gateway/", env!("CARGO_PKG_VERSION")),
+        ))
+        .finish()
+}
+
 impl GraphClient {
     pub fn new(
         settings: Arc<UpstreamSettings>,
         metrics: Arc<Metrics>,
         tls: Arc<rustls::ClientConfig>,
     ) -> GraphClient {
-        let connector = awc::Connector::new()
-            .connector(super::framing::tcp_connector())
-            .rustls_0_23(tls)
-            .timeout(CONNECT_TIMEOUT);
-        let http = awc::Client::builder()
-            .connector(connector)
-            .disable_redirects()
-            .timeout(settings.timeout)
-            .add_default_header((
-                USER_AGENT,
-                concat!("skype-gateway/", env!("CARGO_PKG_VERSION")),
-            ))
-            .finish();
+        let http = outbound_client(tls, settings.timeout);
         let graph_base = settings
             .graph_base_url
             .as_str()

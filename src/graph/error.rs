@@ -33,14 +33,22 @@ pub enum GraphError {
     UntrustedRedirect(String),
     #[error("the report download exceeds the limit of {limit} bytes")]
     TooLarge { limit: usize },
+    /// App-only mode: the gateway has no Graph token (Entra ID refused its credentials or
+    /// failed), or Graph refused the one it has. Like an outage, it is not the caller's doing.
+    #[error("{0}")]
+    AuthFailed(String),
 }
 
 impl GraphError {
-    /// Failures during which a cached report may be served stale: 5xx, timeout, 429.
+    /// Failures during which a cached report may be served stale: 5xx, timeout, 429, and in
+    /// app-only mode the gateway's own access failing.
     pub fn allows_stale(&self) -> bool {
         matches!(
             self,
-            GraphError::Throttled { .. } | GraphError::Unavailable { .. } | GraphError::Timeout
+            GraphError::Throttled { .. }
+                | GraphError::Unavailable { .. }
+                | GraphError::Timeout
+                | GraphError::AuthFailed(_)
         )
     }
 

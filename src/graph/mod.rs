@@ -8,6 +8,6 @@ mod framing;
 mod retry;
 
 pub use allowlist::{Allowlist, is_loopback};
-pub use client::{Fetched, GraphClient, ReportCall, UpstreamSettings, tls_config};
+pub use client::{Fetched, GraphClient, ReportCall, UpstreamSettings, outbound_client, tls_config};
 pub use error::GraphError;
-pub use retry::RetryPolicy;
+pub use retry::{RetryPolicy, parse_retry_after};

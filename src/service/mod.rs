@@ -42,6 +42,7 @@ use crate::{
     auth::{BearerToken, Claims, Fingerprint, Fingerprinter},
     cache::{Caches, Refusal, ReportEntry, ReportKey, TokenEntry, TokenKey, unix_now},
     catalog::ReportSpec,
+    entra::{AppAuth, Rejection},
     error::ApiError,
     graph::{Fetched, GraphClient, GraphError, ReportCall, RetryPolicy},
     metrics::Metrics,
@@ -118,9 +119,11 @@ impl<U: Upstream + 'static> Reports<U> {
 
 /// Everything a detached fetch needs, owned, so it can outlive the request that started it.
 struct FetchJob {
+    /// The flight's name: the caller's token's fingerprint, or in app-only mode the tenant's.
     fp: Fingerprint,
     key: ReportKey,
-    token: BearerToken,
+    /// The caller's token, sent to Graph; `None` in app-only mode, where the gateway's own is.
+    token: Option<BearerToken>,
     expires_at: Option<u64>,
     /// Where the call waits for a slot if it must; raised to `Validated` once the shared cache
     /// says Graph accepted the token on another replica.
@@ -197,6 +200,8 @@ pub struct ReportService {
     shared: Option<Arc<SharedCache>>,
     /// Detail reports parsed at a time: one.
     detail_parses: tokio::sync::Semaphore,
+    /// App-only mode: callers verified here, Graph called with the gateway's own token.
+    app: Option<Arc<AppAuth>>,
 }
 
 impl ReportService {
@@ -220,7 +225,14 @@ impl ReportService {
             in_flight: Mutex::new(HashMap::new()),
             shared,
             detail_parses: tokio::sync::Semaphore::new(1),
+            app: None,
         }
+    }
+
+    /// App-only mode: callers' tokens are verified by `app`, and Graph is called as the app.
+    pub fn with_app(mut self, app: Arc<AppAuth>) -> ReportService {
+        self.app = Some(app);
+        self
     }
 
     async fn report<U: Upstream + 'static>(
@@ -233,6 +245,11 @@ impl ReportService {
     ) -> Result<Served, ApiError> {
         let now = Instant::now();
         let fp = self.fingerprinter.fingerprint(token.token_bytes());
+        if let Some(app) = &self.app {
+            return self
+                .app_report(app, upstream, fp, token, report, window, request_id)
+                .await;
+        }
         let token_key = TokenKey::new(fp, report);
         let known = self.caches.validated_token(&token_key).await;
         // A known token's partition was computed when Graph accepted it; only a new token's
@@ -285,10 +302,73 @@ impl ReportService {
                 let job = FetchJob {
                     fp,
                     key,
-                    token: token.clone(),
+                    token: Some(token.clone()),
                     expires_at,
                     priority: std::cell::Cell::new(priority),
                     budget_key,
+                    request_id: request_id.to_owned(),
+                    deadline: now + self.settings.upstream_timeout,
+                };
+                self.coalesced_fetch(upstream, job).await?
+            }
+        };
+        self.metrics.record_cache(served.status);
+        Ok(served)
+    }
+
+    /// A report in app-only mode: the caller's token verified (once, then remembered), and
+    /// the tenant's entry served or fetched with the gateway's own token. Every caller of a
+    /// tenant shares one flight per report.
+    #[allow(clippy::too_many_arguments)]
+    async fn app_report<U: Upstream + 'static>(
+        self: &Arc<Self>,
+        app: &Arc<AppAuth>,
+        upstream: &Rc<U>,
+        fp: Fingerprint,
+        token: &BearerToken,
+        report: &'static ReportSpec,
+        window: Window,
+        request_id: &str,
+    ) -> Result<Served, ApiError> {
+        let now = Instant::now();
+        let caller = app
+            .caller(fp, token)
+            .await
+            .map_err(|rejection| match rejection {
+                Rejection::Invalid(why) => ApiError::InvalidToken(why),
+                Rejection::Forbidden(why) => ApiError::Forbidden(why),
+                Rejection::Unavailable(err) => {
+                    warn!("a caller's token cannot be verified: {err}");
+                    ApiError::UpstreamAuthFailed(
+                        "the signing keys of Entra ID could not be fetched; retry later".into(),
+                    )
+                }
+            })?;
+        let key = ReportKey {
+            tenant: Arc::clone(&caller.tenant),
+            report,
+            window,
+        };
+        let cached = self.caches.report(&key).await;
+        let entry_state = self.entry_state(cached.as_deref(), now);
+        let served = match decide(TokenState::Validated, entry_state, None) {
+            Verdict::Hit => {
+                let entry = cached.expect("a hit has an entry");
+                self.served(entry, CacheStatus::Hit, now)
+            }
+            _ => {
+                let flight = format!("app\0{}", caller.tenant);
+                let job = FetchJob {
+                    fp: self.fingerprinter.fingerprint(flight.as_bytes()),
+                    budget_key: BudgetKey {
+                        tenant: Arc::clone(&caller.tenant),
+                        app: Arc::clone(app.client_id()),
+                        function: report.function,
+                    },
+                    key,
+                    token: None,
+                    expires_at: None,
+                    priority: std::cell::Cell::new(Priority::Validated),
                     request_id: request_id.to_owned(),
                     deadline: now + self.settings.upstream_timeout,
                 };
@@ -454,8 +534,8 @@ impl ReportService {
             }
         };
 
-        let call = ReportCall {
-            token: &job.token,
+        let call = Call {
+            token: job.token.as_ref(),
             report: job.key.report,
             window: job.key.window,
             etag,
@@ -552,7 +632,7 @@ impl ReportService {
     async fn call_with_retries(
         &self,
         upstream: &impl Upstream,
-        call: ReportCall<'_>,
+        call: Call<'_>,
         waits: &Waits<'_>,
         need: Need,
         mut early: impl FnMut(),
@@ -597,7 +677,23 @@ impl ReportService {
                     return Some((Attempt::Deferred(deferral), sent_at));
                 }
             };
-            let answered = upstream.attempt(call).await;
+            // The caller's token, or the gateway's own for the tenant (in app-only mode).
+            let own;
+            let token = match call.token {
+                Some(token) => token,
+                None => match self.graph_token(&key.tenant).await {
+                    Ok(token) => {
+                        own = token;
+                        &own
+                    }
+                    Err(err) => {
+                        drop(permit);
+                        self.give_back_budget(slot).await;
+                        return Some((Attempt::Answered(Err(err)), sent_at));
+                    }
+                },
+            };
+            let answered = upstream.attempt(call.with_token(token)).await;
             drop(permit);
             let err = match answered {
                 Ok(fetched) => {
@@ -605,6 +701,32 @@ impl ReportService {
                     return Some((Attempt::Answered(Ok(fetched)), sent_at));
                 }
                 Err(err) => err,
+            };
+            // Graph refusing the gateway's own token is the gateway's failure, not the caller's.
+            let err = match (call.token, err) {
+                (
+                    None,
+                    GraphError::Refused {
+                        status: status @ (401 | 403),
+                        code,
+                        message,
+                        ..
+                    },
+                ) => {
+                    self.give_back_budget(slot).await;
+                    if let Some(app) = &self.app {
+                        app.forget_graph_token(&key.tenant, token).await;
+                    }
+                    warn!(
+                        "Microsoft Graph refused the gateway's own token ({status} {code}): {message}"
+                    );
+                    let err = GraphError::AuthFailed(format!(
+                        "Microsoft Graph refused the gateway's own access to this tenant's reports \
+                         ({status} {code})"
+                    ));
+                    return Some((Attempt::Answered(Err(err)), sent_at));
+                }
+                (_, err) => err,
             };
             match &err {
                 // Graph checks a token before it counts the call: a refused token spends
@@ -677,8 +799,28 @@ impl ReportService {
         waits.until(admit).await
     }
 
+    /// The gateway's own Graph token for `tenant` (app-only mode).
+    async fn graph_token(&self, tenant: &str) -> Result<BearerToken, GraphError> {
+        let Some(app) = &self.app else {
+            unreachable!("only app-only mode calls Graph without the caller's token")
+        };
+        app.graph_token(tenant).await.map_err(|err| {
+            warn!("no Graph token for the gateway: {err}");
+            GraphError::AuthFailed(match err {
+                crate::entra::EntraError::Refused {
+                    error, description, ..
+                } => format!(
+                    "Entra ID refused the gateway's own credentials ({error}: {description})"
+                ),
+                crate::entra::EntraError::Unavailable(_) => {
+                    "Entra ID did not issue the gateway's Graph token; retry later".into()
+                }
+            })
+        })
+    }
+
     /// Whether a try after `wait` would still start with the least call time left.
-    fn in_time(&self, wait: Duration, call: &ReportCall<'_>) -> bool {
+    fn in_time(&self, wait: Duration, call: &Call<'_>) -> bool {
         Instant::now() + wait + self.min_call_time() <= call.deadline
     }
 
@@ -735,6 +877,10 @@ impl ReportService {
 
     /// Graph accepted the token: remember which partition it may read, until its `exp`.
     async fn remember(&self, job: &FetchJob) {
+        // The gateway's own token is nobody's to remember.
+        if job.token.is_none() {
+            return;
+        }
         let entry = TokenEntry {
             tenant: Arc::clone(&job.key.tenant),
             app: Arc::clone(&job.budget_key.app),
@@ -753,7 +899,10 @@ impl ReportService {
     /// here too, so the next request needs no Redis.
     async fn facts(&self, job: &FetchJob) -> Known {
         let token_key = job.token_key();
-        let mut validated = self.caches.validated_token(&token_key).await.is_some();
+        // In app-only mode the caller was verified before the flight, and Graph sees only the
+        // gateway's token.
+        let mut validated =
+            job.token.is_none() || self.caches.validated_token(&token_key).await.is_some();
         let mut refusal = match validated {
             true => None,
             false => self.caches.refusal(&token_key).await,
@@ -961,6 +1110,34 @@ fn may_stand_in(token: TokenState, entry: EntryState) -> bool {
 
 fn all_gone() -> ApiError {
     ApiError::UpstreamUnavailable("every caller of this fetch went away".into())
+}
+
+/// A report call before its token is known: the caller's, or (`None`) the gateway's own,
+/// fetched for each try.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    token: Option<&'a BearerToken>,
+    report: &'static ReportSpec,
+    window: Window,
+    etag: Option<&'a str>,
+    request_id: &'a str,
+    deadline: Instant,
+}
+
+impl<'a> Call<'a> {
+    fn with_token<'t>(&self, token: &'t BearerToken) -> ReportCall<'t>
+    where
+        'a: 't,
+    {
+        ReportCall {
+            token,
+            report: self.report,
+            window: self.window,
+            etag: self.etag,
+            request_id: self.request_id,
+            deadline: self.deadline,
+        }
+    }
 }
 
 /// What came of trying to call Graph.
