@@ -15,6 +15,7 @@
 //! | `DELETE /_simulator/limits` | `204`: throttling off, every call admitted and none counted |
 //! | `GET /_simulator/entities` | the users (sites, groups, teams) of every tenant, the rows of a per-entity report: `{"count":5}` |
 //! | `POST /_simulator/entities` | `204`: a new count (the same body, 0 to 1000000), for reports served from now on; `400` if the body is wrong |
+//! | `POST /_simulator/caller-tokens` | `{"accessToken":"...","expiresIn":3600}`: a caller token Entra ID would issue for the gateway's API, signed with the current key, for `{"tenant":"GUID","audience":"...","roles":["..."]}` (`audience` defaults to the `--demo` app's, `roles` to `["Reports.Read"]`); `400` if the body is wrong |
 //!
 //! A fault body is `{"fault":KIND, ...fields, "times":N}` or `{..., "always":true}` (no `times`
 //! means once). Kinds and fields: `status` (`status`, optional `retryAfter` seconds),
@@ -37,7 +38,7 @@ use std::time::{Duration, Instant};
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use super::{Fault, GraphLimits, limits::WindowCounts, state::Shared};
+use super::{Fault, GraphLimits, entra::control_caller_token, limits::WindowCounts, state::Shared};
 
 pub(super) fn scope() -> actix_web::Scope {
     web::scope("/_simulator")
@@ -53,6 +54,7 @@ pub(super) fn scope() -> actix_web::Scope {
         .route("/limits", web::delete().to(clear_limits))
         .route("/entities", web::get().to(entities))
         .route("/entities", web::post().to(set_entities))
+        .route("/caller-tokens", web::post().to(caller_token))
 }
 
 /// More rows than this would be a file of gigabytes, held in memory.
@@ -307,6 +309,41 @@ async fn set_entities(body: web::Bytes, shared: web::Data<Shared>) -> HttpRespon
         Err(error) => {
             HttpResponse::BadRequest().json(serde_json::json!({ "error": error.to_string() }))
         }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallerTokenRequest {
+    tenant: String,
+    audience: Option<String>,
+    roles: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CallerTokenAnswer {
+    access_token: String,
+    expires_in: u64,
+}
+
+async fn caller_token(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let minted = serde_json::from_slice::<CallerTokenRequest>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|request| {
+            control_caller_token(
+                &shared,
+                &request.tenant,
+                request.audience.as_deref(),
+                request.roles,
+            )
+        });
+    match minted {
+        Ok((access_token, expires_in)) => HttpResponse::Ok().json(CallerTokenAnswer {
+            access_token,
+            expires_in,
+        }),
+        Err(error) => HttpResponse::BadRequest().json(serde_json::json!({ "error": error })),
     }
 }
 

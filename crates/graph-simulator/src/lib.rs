@@ -22,6 +22,7 @@
 mod control;
 mod csv;
 mod date;
+mod entra;
 mod handlers;
 mod limits;
 mod period;
@@ -38,6 +39,9 @@ use serde::Serialize;
 
 use csv::{CsvShape, MISSION, ReportData, spec_of};
 pub use date::{Day, InvalidDate};
+pub use entra::{
+    CallerToken, CredentialKind, DemoApp, FEDERATED_AUDIENCE, Signing, TokenRequest, TokenVersion,
+};
 pub use limits::GraphLimits;
 pub use period::{Period, Window};
 use report_catalog::Parameter;
@@ -192,6 +196,7 @@ impl Simulator {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .configure(entra::routes)
                 .configure(handlers::routes)
                 .service(control::scope())
         })
@@ -300,8 +305,8 @@ impl Simulator {
         self.shared.lock().calls()
     }
 
-    /// Zeroes the counters and empties the call log; faults, rejected tokens and the throttling
-    /// windows stay.
+    /// Zeroes the counters (Entra ID's too) and empties the call log and the token requests;
+    /// faults, rejected tokens and the throttling windows stay.
     pub fn reset_counters(&self) {
         self.shared.lock().reset_counters();
     }
