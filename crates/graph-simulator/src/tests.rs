@@ -9,6 +9,7 @@ use futures_util::future::join_all;
 use super::*;
 
 mod catalog;
+mod entra;
 mod throttling;
 
 const REFRESH: &str = "2026-11-25";
