@@ -3,7 +3,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /_simulator/stats` | `{"reportCalls":N,"downloadCalls":M,"throttledCalls":T,"inProgress":I,"maxInProgress":P,"windows":{...}}` (below): calls in progress are report calls and downloads received and not yet answered; the peak is since the start or the last reset |
+//! | `GET /_simulator/stats` | `{"reportCalls":N,"downloadCalls":M,"throttledCalls":T,"inProgress":I,"maxInProgress":P,"windows":{...},"tokenRequests":R,"metadataFetches":F,"jwksFetches":K}` (below): calls in progress are report calls and downloads received and not yet answered; the peak is since the start or the last reset; the last three count Entra ID's token requests and OpenID metadata and JWKS fetches, of every tenant |
 //! | `GET /_simulator/calls` | the call log: `[{"kind":"report","pathAndQuery":"...","status":302,"headers":[["name","value"]]}]` |
 //! | `POST /_simulator/reset` | `204`: counters, call log and faults cleared |
 //! | `POST /_simulator/faults` | `204`: one fault queued (body below); `400` with `{"error":"..."}` if the body is wrong |
@@ -75,6 +75,9 @@ pub(super) struct Stats {
     pub windows: WindowCounts,
     pub in_progress: usize,
     pub max_in_progress: usize,
+    pub token_requests: usize,
+    pub metadata_fetches: usize,
+    pub jwks_fetches: usize,
 }
 
 /// [`GraphLimits`] as JSON, the window in milliseconds.
@@ -219,6 +222,9 @@ async fn stats(shared: web::Data<Shared>) -> HttpResponse {
         windows: state.books.counts(Instant::now()),
         in_progress: state.in_progress,
         max_in_progress: state.max_in_progress,
+        token_requests: state.entra.token_requests(),
+        metadata_fetches: state.entra.metadata_fetches(),
+        jwks_fetches: state.entra.jwks_fetches(),
     })
 }
 

@@ -210,6 +210,7 @@ pub(super) struct EntraState {
     rotations: usize,
     app_token_lifetime: Option<Duration>,
     requests: VecDeque<TokenRequest>,
+    token_requests: usize,
     metadata_fetches: HashMap<String, usize>,
     jwks_fetches: HashMap<String, usize>,
     token_faults: VecDeque<(u32, u16)>,
@@ -232,7 +233,21 @@ impl EntraState {
         self.rejected_apps.contains(app)
     }
 
+    /// Token requests since the start or the last reset, beyond the log's limit too.
+    pub fn token_requests(&self) -> usize {
+        self.token_requests
+    }
+
+    pub fn metadata_fetches(&self) -> usize {
+        self.metadata_fetches.values().sum()
+    }
+
+    pub fn jwks_fetches(&self) -> usize {
+        self.jwks_fetches.values().sum()
+    }
+
     pub fn reset_counters(&mut self) {
+        self.token_requests = 0;
         self.requests.clear();
         self.metadata_fetches.clear();
         self.jwks_fetches.clear();
@@ -244,6 +259,7 @@ impl EntraState {
     }
 
     fn record(&mut self, request: TokenRequest) {
+        self.token_requests += 1;
         if self.requests.len() == CALL_LOG_LIMIT {
             self.requests.pop_front();
         }
@@ -883,14 +899,13 @@ impl Simulator {
         self.origin()
     }
 
+    fn register(&self, client_id: &str, add: impl FnOnce(&mut Credentials)) {
+        add(self.shared.lock().entra.client(client_id));
+    }
+
     /// Adds `secret` to the credentials of `client_id`, registering the app.
     pub fn register_client_secret(&self, client_id: &str, secret: &str) {
-        let mut state = self.shared.lock();
-        state
-            .entra
-            .client(client_id)
-            .secrets
-            .push(secret.to_string());
+        self.register(client_id, |c| c.secrets.push(secret.to_string()));
     }
 
     /// Adds a certificate (DER) to the credentials of `client_id`: client assertions whose
@@ -902,23 +917,17 @@ impl Simulator {
         let der = rustls_pki_types::CertificateDer::from(certificate_der);
         webpki::EndEntityCert::try_from(&der).expect("a DER X.509 certificate");
         let thumbprint = b64(digest::digest(&digest::SHA256, certificate_der));
-        let mut state = self.shared.lock();
-        state
-            .entra
-            .client(client_id)
-            .certificates
-            .push((thumbprint, certificate_der.to_vec()));
+        self.register(client_id, |c| {
+            c.certificates.push((thumbprint, certificate_der.to_vec()));
+        });
     }
 
     /// Adds a federated credential to `client_id`: tokens of the simulator's federated issuer
     /// for `subject` (see [`Simulator::federated_assertion`]) are accepted as its assertion.
     pub fn register_client_federated(&self, client_id: &str, subject: &str) {
-        let mut state = self.shared.lock();
-        state
-            .entra
-            .client(client_id)
-            .federated_subjects
-            .push(subject.to_string());
+        self.register(client_id, |c| {
+            c.federated_subjects.push(subject.to_string());
+        });
     }
 
     /// A token of the simulator's federated issuer (a cluster's, as a workload identity token
@@ -949,7 +958,7 @@ impl Simulator {
 
     /// Fetches of any tenant's OpenID metadata.
     pub fn metadata_fetches(&self) -> usize {
-        self.shared.lock().entra.metadata_fetches.values().sum()
+        self.shared.lock().entra.metadata_fetches()
     }
 
     /// Fetches of `tenant`'s OpenID metadata.
@@ -965,7 +974,7 @@ impl Simulator {
 
     /// Fetches of any tenant's JWKS, failed ones included.
     pub fn jwks_fetches(&self) -> usize {
-        self.shared.lock().entra.jwks_fetches.values().sum()
+        self.shared.lock().entra.jwks_fetches()
     }
 
     /// Fetches of `tenant`'s JWKS, failed ones included.

@@ -92,19 +92,10 @@ fn verify(jwks: &Value, token: &str) -> Result<Value, String> {
 
 async fn post_form(sim: &Simulator, tenant: &str, form: &[(&str, &str)]) -> Reply {
     let url = format!("{}/{tenant}/oauth2/v2.0/token", sim.authority_url());
-    let body = serde_urlencoded::to_string(form).unwrap();
-    let mut res = client()
+    let request = client()
         .post(url)
-        .insert_header((CONTENT_TYPE, "application/x-www-form-urlencoded"))
-        .send_body(body)
-        .await
-        .expect("the simulator answers");
-    let body = res.body().await.expect("a body");
-    Reply {
-        status: res.status(),
-        headers: res.headers().clone(),
-        body,
-    }
+        .insert_header((CONTENT_TYPE, "application/x-www-form-urlencoded"));
+    send_body(request, serde_urlencoded::to_string(form).unwrap()).await
 }
 
 async fn secret_grant(sim: &Simulator, tenant: &str, secret: &str) -> Reply {
@@ -267,6 +258,16 @@ async fn the_openid_metadata_and_the_jwks_are_shaped_as_entras() {
     .await;
     assert_entra_error(&unknown, 400, "invalid_tenant", 90002);
 
+    let stats = get(&format!("{authority}/_simulator/stats")).await.json();
+    assert_eq!(
+        (
+            &stats["metadataFetches"],
+            &stats["jwksFetches"],
+            &stats["tokenRequests"]
+        ),
+        (&json!(2), &json!(2), &json!(0))
+    );
+
     sim.reset_counters();
     assert_eq!((sim.metadata_fetches(), sim.jwks_fetches()), (0, 0));
 }
@@ -326,11 +327,13 @@ async fn a_minted_caller_token_verifies_against_the_published_key() {
 async fn badly_signed_caller_tokens_do_not_verify() {
     let sim = simulator().await;
     let keys = jwks(&sim, TENANT).await;
+    // One set of times for all, so that only the signing tells the tokens apart.
+    let base = CallerToken::new(TENANT, "a");
     let mint = |signing: Signing, kid: Option<&str>| {
         sim.mint_caller_token(&CallerToken {
             signing,
             kid: kid.map(str::to_string),
-            ..CallerToken::new(TENANT, "a")
+            ..base.clone()
         })
     };
 
@@ -437,55 +440,51 @@ async fn a_registered_secret_gets_a_graph_app_token_and_a_wrong_one_is_refused()
     let error = assert_entra_error(&wrong, 401, "invalid_client", 7000215);
     assert!(!error.to_string().contains("guess"));
 
-    let unknown = post_form(
-        &sim,
-        TENANT,
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_id", "99999999-0000-4000-8000-000000000000"),
-            ("scope", SCOPE),
-            ("client_secret", SECRET),
-        ],
-    )
-    .await;
-    assert_entra_error(&unknown, 400, "unauthorized_client", 700016);
-
-    let bad_scope = post_form(
-        &sim,
-        TENANT,
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_id", CLIENT),
-            ("scope", "https://graph.microsoft.com/Reports.Read.All"),
-            ("client_secret", SECRET),
-        ],
-    )
-    .await;
-    assert_entra_error(&bad_scope, 400, "invalid_scope", 1002012);
-
-    let bad_grant = post_form(
-        &sim,
-        TENANT,
-        &[
-            ("grant_type", "password"),
-            ("client_id", CLIENT),
-            ("scope", SCOPE),
-        ],
-    )
-    .await;
-    assert_entra_error(&bad_grant, 400, "unsupported_grant_type", 70003);
-
-    let no_credential = post_form(
-        &sim,
-        TENANT,
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_id", CLIENT),
-            ("scope", SCOPE),
-        ],
-    )
-    .await;
-    assert_entra_error(&no_credential, 401, "invalid_client", 7000216);
+    let grant = [("grant_type", "client_credentials"), ("client_id", CLIENT)];
+    let refused = [
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", "99999999-0000-4000-8000-000000000000"),
+                ("scope", SCOPE),
+                ("client_secret", SECRET),
+            ],
+            400,
+            "unauthorized_client",
+            700016,
+        ),
+        (
+            [
+                &grant[..],
+                &[("scope", "https://graph.microsoft.com/Reports.Read.All")],
+                &[("client_secret", SECRET)],
+            ]
+            .concat(),
+            400,
+            "invalid_scope",
+            1002012,
+        ),
+        (
+            vec![
+                ("grant_type", "password"),
+                ("client_id", CLIENT),
+                ("scope", SCOPE),
+            ],
+            400,
+            "unsupported_grant_type",
+            70003,
+        ),
+        (
+            [&grant[..], &[("scope", SCOPE)]].concat(),
+            401,
+            "invalid_client",
+            7000216,
+        ),
+    ];
+    for (form, status, error, code) in refused {
+        let reply = post_form(&sim, TENANT, &form).await;
+        assert_entra_error(&reply, status, error, code);
+    }
 
     let requests = sim.token_requests();
     assert_eq!(
@@ -509,6 +508,10 @@ async fn a_registered_secret_gets_a_graph_app_token_and_a_wrong_one_is_refused()
     );
     assert_eq!(requests[5].credential, CredentialKind::None);
     assert!(!format!("{requests:?}").contains(SECRET));
+    let stats = get(&format!("{}/_simulator/stats", sim.origin()))
+        .await
+        .json();
+    assert_eq!(stats["tokenRequests"], 6);
     sim.reset_counters();
     assert!(sim.token_requests().is_empty());
 }
