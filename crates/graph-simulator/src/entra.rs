@@ -892,6 +892,13 @@ fn check_assertion(
 // ---------------------------------------------------------------------------------------------
 // The test-facing API
 
+fn assert_error_status(status: u16) {
+    assert!(
+        (400..=599).contains(&status),
+        "status {status} is not an error status (400-599)"
+    );
+}
+
 impl Simulator {
     /// The origin as an authority (`--authority-url`): Entra ID's endpoints live on the same
     /// server as Graph, under `/{tenant}/`.
@@ -1003,7 +1010,11 @@ impl Simulator {
 
     /// The next `times` token requests answer `status` with an Entra-shaped error
     /// (`temporarily_unavailable`); a `429` carries `Retry-After: 1`.
+    ///
+    /// # Panics
+    /// If `status` is not an error status (400-599).
     pub fn fail_token_endpoint(&self, times: u32, status: u16) {
+        assert_error_status(status);
         if times > 0 {
             let mut state = self.shared.lock();
             state.entra.token_faults.push_back((times, status));
@@ -1011,7 +1022,11 @@ impl Simulator {
     }
 
     /// The next `times` JWKS fetches answer `status` with an Entra-shaped error.
+    ///
+    /// # Panics
+    /// If `status` is not an error status (400-599).
     pub fn fail_jwks(&self, times: u32, status: u16) {
+        assert_error_status(status);
         if times > 0 {
             let mut state = self.shared.lock();
             state.entra.jwks_faults.push_back((times, status));
