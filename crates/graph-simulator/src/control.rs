@@ -3,7 +3,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /_simulator/stats` | `{"reportCalls":N,"downloadCalls":M,"throttledCalls":T,"inProgress":I,"maxInProgress":P,"windows":{...}}` (below): calls in progress are report calls and downloads received and not yet answered; the peak is since the start or the last reset |
+//! | `GET /_simulator/stats` | `{"reportCalls":N,"downloadCalls":M,"throttledCalls":T,"inProgress":I,"maxInProgress":P,"windows":{...},"tokenRequests":R,"metadataFetches":F,"jwksFetches":K}` (below): calls in progress are report calls and downloads received and not yet answered; the peak is since the start or the last reset; the last three count Entra ID's token requests and OpenID metadata and JWKS fetches, of every tenant |
 //! | `GET /_simulator/calls` | the call log: `[{"kind":"report","pathAndQuery":"...","status":302,"headers":[["name","value"]]}]` |
 //! | `POST /_simulator/reset` | `204`: counters, call log and faults cleared |
 //! | `POST /_simulator/faults` | `204`: one fault queued (body below); `400` with `{"error":"..."}` if the body is wrong |
@@ -15,6 +15,7 @@
 //! | `DELETE /_simulator/limits` | `204`: throttling off, every call admitted and none counted |
 //! | `GET /_simulator/entities` | the users (sites, groups, teams) of every tenant, the rows of a per-entity report: `{"count":5}` |
 //! | `POST /_simulator/entities` | `204`: a new count (the same body, 0 to 1000000), for reports served from now on; `400` if the body is wrong |
+//! | `POST /_simulator/caller-tokens` | `{"accessToken":"...","expiresIn":3600}`: a caller token Entra ID would issue for the gateway's API, signed with the current key, for `{"tenant":"GUID","audience":"...","roles":["..."]}` (`audience` defaults to the `--demo` app's, `roles` to `["Reports.Read"]`); `400` if the body is wrong |
 //!
 //! A fault body is `{"fault":KIND, ...fields, "times":N}` or `{..., "always":true}` (no `times`
 //! means once). Kinds and fields: `status` (`status`, optional `retryAfter` seconds),
@@ -37,7 +38,7 @@ use std::time::{Duration, Instant};
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use super::{Fault, GraphLimits, limits::WindowCounts, state::Shared};
+use super::{Fault, GraphLimits, entra::control_caller_token, limits::WindowCounts, state::Shared};
 
 pub(super) fn scope() -> actix_web::Scope {
     web::scope("/_simulator")
@@ -53,6 +54,7 @@ pub(super) fn scope() -> actix_web::Scope {
         .route("/limits", web::delete().to(clear_limits))
         .route("/entities", web::get().to(entities))
         .route("/entities", web::post().to(set_entities))
+        .route("/caller-tokens", web::post().to(caller_token))
 }
 
 /// More rows than this would be a file of gigabytes, held in memory.
@@ -73,6 +75,9 @@ pub(super) struct Stats {
     pub windows: WindowCounts,
     pub in_progress: usize,
     pub max_in_progress: usize,
+    pub token_requests: usize,
+    pub metadata_fetches: usize,
+    pub jwks_fetches: usize,
 }
 
 /// [`GraphLimits`] as JSON, the window in milliseconds.
@@ -217,6 +222,9 @@ async fn stats(shared: web::Data<Shared>) -> HttpResponse {
         windows: state.books.counts(Instant::now()),
         in_progress: state.in_progress,
         max_in_progress: state.max_in_progress,
+        token_requests: state.entra.token_requests(),
+        metadata_fetches: state.entra.metadata_fetches(),
+        jwks_fetches: state.entra.jwks_fetches(),
     })
 }
 
@@ -307,6 +315,41 @@ async fn set_entities(body: web::Bytes, shared: web::Data<Shared>) -> HttpRespon
         Err(error) => {
             HttpResponse::BadRequest().json(serde_json::json!({ "error": error.to_string() }))
         }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallerTokenRequest {
+    tenant: String,
+    audience: Option<String>,
+    roles: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CallerTokenAnswer {
+    access_token: String,
+    expires_in: u64,
+}
+
+async fn caller_token(body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let minted = serde_json::from_slice::<CallerTokenRequest>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|request| {
+            control_caller_token(
+                &shared,
+                &request.tenant,
+                request.audience.as_deref(),
+                request.roles,
+            )
+        });
+    match minted {
+        Ok((access_token, expires_in)) => HttpResponse::Ok().json(CallerTokenAnswer {
+            access_token,
+            expires_in,
+        }),
+        Err(error) => HttpResponse::BadRequest().json(serde_json::json!({ "error": error })),
     }
 }
 

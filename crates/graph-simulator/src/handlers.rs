@@ -104,6 +104,14 @@ fn answer_report(req: &HttpRequest, shared: &Shared) -> (Answer, Duration, Calle
             "Access token validation failure.",
         ));
     }
+    // An app whose tokens Graph no longer takes (its consent revoked, say).
+    if let Some(app) = claims(token).and_then(|claims| claims.app)
+        && shared.lock().entra.is_app_rejected(&app)
+    {
+        return refuse(GraphError::unauthenticated(
+            "Access token validation failure.",
+        ));
+    }
     if let Some(exp) = claims(token).and_then(|claims| claims.exp)
         && exp <= unix_seconds()
     {

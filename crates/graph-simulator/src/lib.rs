@@ -12,8 +12,18 @@
 //! with the headers it carried, through [`Simulator`] and an HTTP control API under
 //! `/_simulator/` for scripts.
 //!
+//! It also plays Entra ID on the same origin ([`Simulator::authority_url`]), for a gateway in
+//! app-only mode: each tenant's OpenID metadata and JWKS (fixture RSA keys, rotated with
+//! [`Simulator::rotate_signing_key`]), and the token endpoint's client credentials grant by a
+//! registered secret, a client assertion signed with a registered certificate (PS256 or RS256,
+//! verified for real), or a federated token of its own issuer ([`Simulator::federated_assertion`]).
+//! The app tokens it issues are RS256 JWTs for Graph. Tests mint callers' tokens for the
+//! gateway's API with [`Simulator::mint_caller_token`], well signed or not ([`Signing`]), and
+//! can fail the token endpoint and the JWKS, and count their calls.
+//!
 //! The tenant of a call is the `tid` claim of a JWT or, for an opaque token, a hash of it; like
-//! the gateway, the simulator does not verify tokens beyond `exp` and [`Simulator::reject_token`].
+//! the gateway in pass-through mode, Graph's side does not verify tokens beyond `exp`,
+//! [`Simulator::reject_token`] and [`Simulator::reject_app`].
 //!
 //! Like Graph, it throttles report calls by default ([`GraphLimits`]): per (tenant, app, report
 //! function) and per (tenant, report function), the app being the token's `appid` or `azp` claim,
@@ -22,6 +32,7 @@
 mod control;
 mod csv;
 mod date;
+mod entra;
 mod handlers;
 mod limits;
 mod period;
@@ -38,6 +49,9 @@ use serde::Serialize;
 
 use csv::{CsvShape, MISSION, ReportData, spec_of};
 pub use date::{Day, InvalidDate};
+pub use entra::{
+    CallerToken, CredentialKind, DemoApp, FEDERATED_AUDIENCE, Signing, TokenRequest, TokenVersion,
+};
 pub use limits::GraphLimits;
 pub use period::{Period, Window};
 use report_catalog::Parameter;
@@ -192,6 +206,7 @@ impl Simulator {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .configure(entra::routes)
                 .configure(handlers::routes)
                 .service(control::scope())
         })
@@ -300,8 +315,8 @@ impl Simulator {
         self.shared.lock().calls()
     }
 
-    /// Zeroes the counters and empties the call log; faults, rejected tokens and the throttling
-    /// windows stay.
+    /// Zeroes the counters (Entra ID's too) and empties the call log and the token requests;
+    /// faults, rejected tokens and the throttling windows stay.
     pub fn reset_counters(&self) {
         self.shared.lock().reset_counters();
     }

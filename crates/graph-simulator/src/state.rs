@@ -9,7 +9,8 @@ use std::{
 };
 
 use super::{
-    CallKind, Fault, SeenCall, SimulatorConfig, csv::ReportData, date::Day, limits::Books,
+    CallKind, Fault, SeenCall, SimulatorConfig, csv::ReportData, date::Day, entra::EntraState,
+    limits::Books,
 };
 
 /// The call log keeps this many calls; counters count them all.
@@ -159,6 +160,7 @@ pub(super) struct State {
     links: Links,
     /// Graph's throttling windows and the count of calls refused by them.
     pub books: Books,
+    pub entra: EntraState,
 }
 
 impl State {
@@ -170,6 +172,7 @@ impl State {
 
     pub fn clear_faults(&mut self) {
         self.faults.clear();
+        self.entra.clear_faults();
     }
 
     /// The first queued fault that concerns `target`, counted as used.
@@ -235,6 +238,7 @@ impl State {
         // Calls still being answered count on, so the peak starts from them.
         self.max_in_progress = self.in_progress;
         self.calls.clear();
+        self.entra.reset_counters();
     }
 
     /// A new pre-authenticated link to `data`, returned as `(id, sig)`.

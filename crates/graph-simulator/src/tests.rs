@@ -9,6 +9,7 @@ use futures_util::future::join_all;
 use super::*;
 
 mod catalog;
+mod entra;
 mod throttling;
 
 const REFRESH: &str = "2026-11-25";
@@ -89,8 +90,11 @@ async fn send(req: awc::ClientRequest) -> Reply {
     }
 }
 
-async fn send_body(req: awc::ClientRequest, body: &'static str) -> Reply {
-    let mut res = req.send_body(body).await.expect("the simulator answers");
+async fn send_body(req: awc::ClientRequest, body: impl Into<Bytes>) -> Reply {
+    let mut res = req
+        .send_body(body.into())
+        .await
+        .expect("the simulator answers");
     let body = res.body().await.expect("a body");
     Reply {
         status: res.status(),
