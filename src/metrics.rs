@@ -28,6 +28,9 @@ pub const DEFER_REASONS: [&str; 3] = ["paused", "budget", "overloaded"];
 /// The results of `skype_gateway_shared_cache_lookups_total`.
 pub const SHARED_LOOKUP_RESULTS: [&str; 3] = ["hit", "miss", "error"];
 
+/// The results of `skype_gateway_caller_token_checks_total`.
+pub const CALLER_CHECK_RESULTS: [&str; 4] = ["verified", "invalid", "forbidden", "unavailable"];
+
 /// The operations of `skype_gateway_redis_errors_total`: reading a request's facts, writing
 /// an entry, taking and releasing a flight's lock, waiting on another replica's, the budget's
 /// books, and the ping.
@@ -68,6 +71,10 @@ pub struct Metrics {
     pub redis_errors: IntCounterVec,
     /// 1 while the shared cache is in use; 0 while Redis fails, and without `--redis-url`.
     pub redis_available: IntGauge,
+    /// App-only mode: callers' tokens checked (signature and claims), by result: `verified`,
+    /// `invalid` (401), `forbidden` (403), `unavailable` (no keys to check with). A token
+    /// remembered from an earlier check is not counted.
+    pub caller_token_checks: IntCounterVec,
 }
 
 impl Metrics {
@@ -167,6 +174,14 @@ impl Metrics {
                 "1 while the shared cache on Redis is in use, else 0.",
             )
             .expect("valid metric"),
+            caller_token_checks: IntCounterVec::new(
+                Opts::new(
+                    "skype_gateway_caller_token_checks_total",
+                    "App-only mode: callers' tokens checked, by result.",
+                ),
+                &["result"],
+            )
+            .expect("valid metric"),
             registry,
         };
         metrics.register_all();
@@ -184,7 +199,10 @@ impl Metrics {
         for op in REDIS_OPS {
             self.redis_errors.with_label_values(&[op]);
         }
-        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
+        for result in CALLER_CHECK_RESULTS {
+            self.caller_token_checks.with_label_values(&[result]);
+        }
+        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
             Box::new(self.http_requests.clone()),
             Box::new(self.http_request_duration.clone()),
             Box::new(self.cache_lookups.clone()),
@@ -198,6 +216,7 @@ impl Metrics {
             Box::new(self.shared_cache_lookups.clone()),
             Box::new(self.redis_errors.clone()),
             Box::new(self.redis_available.clone()),
+            Box::new(self.caller_token_checks.clone()),
         ];
         for c in collectors {
             self.registry.register(c).expect("metric names are unique");
@@ -229,6 +248,10 @@ impl Metrics {
 
     pub fn record_redis_error(&self, op: &str) {
         self.redis_errors.with_label_values(&[op]).inc();
+    }
+
+    pub fn record_caller_check(&self, result: &str) {
+        self.caller_token_checks.with_label_values(&[result]).inc();
     }
 
     pub fn record_deferred(&self, reason: &str) {

@@ -107,6 +107,7 @@ pub struct AppAuth {
     tokens: tokens::AppTokens,
     verified: Cache<Fingerprint, Verified>,
     client_id: Arc<str>,
+    metrics: Arc<Metrics>,
 }
 
 /// A verified token is kept until its `exp` plus the leeway the check allows.
@@ -136,7 +137,7 @@ impl AppAuth {
             tls,
             settings.timeout,
             settings.retry,
-            metrics,
+            Arc::clone(&metrics),
         ));
         let keys = keys::KeySets::new(authority.clone(), Arc::clone(&http), &settings.tenants);
         let verifier = verify::CallerVerifier::new(
@@ -162,6 +163,7 @@ impl AppAuth {
                 .expire_after(UntilExp)
                 .build(),
             client_id,
+            metrics,
         }
     }
 
@@ -181,7 +183,14 @@ impl AppAuth {
         {
             return Ok(known);
         }
-        let verified = self.verifier.verify(token.token()).await?;
+        let checked = self.verifier.verify(token.token()).await;
+        self.metrics.record_caller_check(match &checked {
+            Ok(_) => "verified",
+            Err(Rejection::Invalid(_)) => "invalid",
+            Err(Rejection::Forbidden(_)) => "forbidden",
+            Err(Rejection::Unavailable(_)) => "unavailable",
+        });
+        let verified = checked?;
         self.verified.insert(fp, verified.clone()).await;
         Ok(verified)
     }

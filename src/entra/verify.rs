@@ -74,15 +74,15 @@ impl CallerVerifier {
 
     pub async fn verify(&self, token: &str) -> Result<Verified, Rejection> {
         let header =
-            jsonwebtoken::decode_header(token).map_err(|_| Rejection::Invalid("not a JWT"))?;
+            jsonwebtoken::decode_header(token).map_err(|_| Rejection::Invalid("is not a JWT"))?;
         if header.alg != Algorithm::RS256 {
-            return Err(Rejection::Invalid("not signed with RS256"));
+            return Err(Rejection::Invalid("is not signed with RS256"));
         }
         let kid = header
             .kid
             .ok_or(Rejection::Invalid("names no signing key (kid)"))?;
         let claimed: Tenant = jsonwebtoken::dangerous::insecure_decode_claims(token)
-            .map_err(|_| Rejection::Invalid("not a JWT"))?;
+            .map_err(|_| Rejection::Invalid("is not a JWT"))?;
         let tid = claimed
             .tid
             .map(|t| t.to_ascii_lowercase())

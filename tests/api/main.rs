@@ -1,6 +1,7 @@
 //! Black-box tests: the real server on port 0 against the Graph simulator on loopback.
 
 mod admission;
+mod app_mode;
 mod budget;
 mod cache;
 mod catalog;
