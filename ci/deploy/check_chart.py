@@ -15,8 +15,9 @@ What it does, in order:
      optional objects present exactly when enabled, ...).
   4. Renders with each file in ci/deploy/invalid-values/ and asserts that Helm REJECTS it with
      the error named in the file's `# expect-error:` line.
-  5. Renders with extraEnv setting each variable the chart manages (config, demo, sharedCache)
-     and asserts that Helm rejects each one, so none can be set twice or around its value.
+  5. Renders with extraEnv setting each variable the chart manages (config, demo, sharedCache,
+     graphAuth) and asserts that Helm rejects each one, so none can be set twice or around its
+     value.
   6. Self-tests: a manifest with a misspelt field must fail both validators, so a validator that
      silently passes everything is noticed.
 
@@ -96,10 +97,33 @@ SHARED_CACHE_ENV = {
     "timeout": "SKYPE_GATEWAY_REDIS_TIMEOUT",
 }
 SHARED_CACHE_OTHER_KEYS = {"enabled", "existingSecret", "port", "egressTo"}
+# graphAuth, app mode only: plain settings -> their variable (lists joined with commas; the
+# authority absent when empty), and the credential kinds -> the variable naming the file the
+# gateway reads it from. With the rest, exactly the chart's keys.
+GRAPH_AUTH_ENV = {
+    "clientId": "SKYPE_GATEWAY_CLIENT_ID",
+    "authorityUrl": "SKYPE_GATEWAY_AUTHORITY_URL",
+    "tenants": "SKYPE_GATEWAY_TENANTS",
+    "callerAudience": "SKYPE_GATEWAY_CALLER_AUDIENCE",
+    "callerRole": "SKYPE_GATEWAY_CALLER_ROLE",
+}
+GRAPH_AUTH_FILE_ENV = {
+    "clientSecret": "SKYPE_GATEWAY_CLIENT_SECRET_FILE",
+    "certificate": "SKYPE_GATEWAY_CLIENT_CERTIFICATE_FILE",
+    "workloadIdentity": "SKYPE_GATEWAY_CLIENT_ASSERTION_FILE",
+}
+GRAPH_AUTH_OTHER_KEYS = {"mode"}
+# Where the Azure Workload Identity webhook projects the federated token, and how it is told to.
+WORKLOAD_IDENTITY_TOKEN = "/var/run/secrets/azure/tokens/azure-identity-token"
+WORKLOAD_IDENTITY_LABEL = ("azure.workload.identity/use", "true")
+WORKLOAD_IDENTITY_CLIENT_ID = "azure.workload.identity/client-id"
+# Stands in expected_env for a credential file variable, whose path check_rendering resolves
+# against the pod's volumes.
+CREDENTIAL_FILE = "<credential file>"
 # Variables the gateway reads that the chart never sets, yet must keep extraEnv from setting:
-# --demo is passed as an argument, and a secret file would conflict with the secret from the
-# Secret.
-CHART_OMITTED_ENV = ("SKYPE_GATEWAY_DEMO", "SKYPE_GATEWAY_SHARED_SECRET_FILE")
+# --demo is passed as an argument, a secret file would conflict with the secret from the
+# Secret, and the client secret is passed as a file only.
+CHART_OMITTED_ENV = ("SKYPE_GATEWAY_DEMO", "SKYPE_GATEWAY_SHARED_SECRET_FILE", "SKYPE_GATEWAY_CLIENT_SECRET")
 
 STANDARD_LABELS = (
     "helm.sh/chart",
@@ -245,9 +269,23 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
+def graph_auth_credential(values: dict[str, Any]) -> str | None:
+    """The graphAuth credential kind in use (a key of GRAPH_AUTH_FILE_ENV), None in passthrough."""
+    auth = values["graphAuth"]
+    if auth["mode"] != "app":
+        return None
+    kinds = [k for k in ("clientSecret", "certificate") if auth[k]["existingSecret"]]
+    if auth["workloadIdentity"]["enabled"]:
+        kinds.append("workloadIdentity")
+    if len(kinds) != 1:
+        raise ValueError(f"app mode rendered with credentials {kinds}: the schema admits exactly one")
+    return kinds[0]
+
+
 def expected_env(values: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
     """Env var -> the EnvVar expected in the container (None: must be absent), computed from the
-    merged values. Every variable the chart manages is a key, set or not."""
+    merged values. Every variable the chart manages is a key, set or not. A credential file's
+    variable is expected as CREDENTIAL_FILE."""
     config = values["config"]
     demo = values["demo"]["enabled"]
     plain: dict[str, str | None] = {"SKYPE_GATEWAY_LISTEN": f"0.0.0.0:{int(values['containerPort'])}"}
@@ -267,6 +305,20 @@ def expected_env(values: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
     for key, var in SHARED_CACHE_ENV.items():
         value = shared.get(key)
         plain[var] = str(value) if shared["enabled"] and value is not None else None
+    auth = values["graphAuth"]
+    app = auth["mode"] == "app"
+    plain["SKYPE_GATEWAY_GRAPH_AUTH"] = "app" if app else None
+    for key, var in GRAPH_AUTH_ENV.items():
+        value = auth[key]
+        if not app or value in ("", []):
+            plain[var] = None
+        elif isinstance(value, list):
+            plain[var] = ",".join(value)
+        else:
+            plain[var] = str(value)
+    credential = graph_auth_credential(values)
+    for key, var in GRAPH_AUTH_FILE_ENV.items():
+        plain[var] = CREDENTIAL_FILE if key == credential else None
     for var in CHART_OMITTED_ENV:
         plain[var] = None
     env: dict[str, dict[str, Any] | None] = {
@@ -283,6 +335,78 @@ def expected_env(values: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
             else None
         )
     return env
+
+
+def check_graph_auth(res: Results, prefix: str, values, pod, container, env, kinds) -> None:
+    """App mode's credential: the one Secret key mounted read-only where its variable points (or
+    the webhook's token, with its label and annotation); no volume, label or annotation else."""
+    auth = values["graphAuth"]
+    credential = graph_auth_credential(values)
+    volumes = pod["spec"].get("volumes") or []
+    mounts = container.get("volumeMounts") or []
+    if credential in ("clientSecret", "certificate"):
+        var = GRAPH_AUTH_FILE_ENV[credential]
+        want_secret = auth[credential]
+        ok = res.check(
+            len(volumes) == 1 and len(mounts) == 1 and mounts[0]["name"] == volumes[0]["name"],
+            f"{prefix} one volume, mounted once, for {credential} (got {volumes}, {mounts})",
+        )
+        if not ok:
+            return
+        volume, mount = volumes[0], mounts[0]
+        secret = volume.get("secret") or {}
+        items = secret.get("items") or []
+        res.check(
+            secret.get("secretName") == want_secret["existingSecret"]
+            and len(items) == 1
+            and items[0].get("key") == want_secret["key"],
+            f"{prefix} {credential} volume holds only key {want_secret['key']!r} of Secret "
+            f"{want_secret['existingSecret']!r} (got {secret})",
+        )
+        res.check(
+            secret.get("defaultMode") == 0o440,
+            f"{prefix} {credential} file readable by owner and group only "
+            f"(got {secret.get('defaultMode')!r})",
+        )
+        res.check(mount.get("readOnly") is True, f"{prefix} {credential} mounted read-only")
+        res.check(
+            "subPath" not in mount,
+            f"{prefix} {credential} mounted as a directory, so a rotated Secret reaches the pod",
+        )
+        if items:
+            path = f"{mount['mountPath'].rstrip('/')}/{items[0].get('path')}"
+            got = (env.get(var) or {}).get("value")
+            res.check(got == path, f"{prefix} env {var} names the mounted file {path} (got {got!r})")
+    else:
+        res.check(not volumes, f"{prefix} no volume outside a mounted credential (got {volumes})")
+        res.check(not mounts, f"{prefix} no volume mount outside a mounted credential (got {mounts})")
+
+    wi = credential == "workloadIdentity"
+    labels = pod["metadata"]["labels"]
+    label, label_value = WORKLOAD_IDENTITY_LABEL
+    res.check(
+        labels.get(label) == label_value if wi else label not in labels,
+        f"{prefix} pod label {label}: {label_value if wi else 'absent'} (got {labels.get(label)!r})",
+    )
+    if wi:
+        got = (env.get(GRAPH_AUTH_FILE_ENV["workloadIdentity"]) or {}).get("value")
+        res.check(
+            got == WORKLOAD_IDENTITY_TOKEN,
+            f"{prefix} env SKYPE_GATEWAY_CLIENT_ASSERTION_FILE is the webhook's token "
+            f"{WORKLOAD_IDENTITY_TOKEN} (got {got!r})",
+        )
+    for key, value in (values.get("podLabels") or {}).items():
+        res.check(labels.get(key) == value, f"{prefix} pod label {key} from podLabels kept")
+    for sa in kinds.get("ServiceAccount", []):
+        annotations = sa["metadata"].get("annotations") or {}
+        want = dict(values["serviceAccount"].get("annotations") or {})
+        if wi:
+            want[WORKLOAD_IDENTITY_CLIENT_ID] = auth["clientId"]
+        res.check(
+            annotations == want,
+            f"{prefix} ServiceAccount annotations: serviceAccount.annotations"
+            f"{' + the workload identity client id' if wi else ''} (got {annotations})",
+        )
 
 
 def check_rendering(res: Results, name: str, values: dict[str, Any], manifests) -> None:
@@ -346,6 +470,11 @@ def check_rendering(res: Results, name: str, values: dict[str, Any], manifests) 
     for var, want in expected_env(values).items():
         if want is None:
             res.check(var not in env, f"{prefix} env {var} absent (got {env.get(var)!r})")
+        elif want.get("value") == CREDENTIAL_FILE:
+            res.check(
+                set(env.get(var) or {}) == {"name", "value"},
+                f"{prefix} env {var}: a plain path (got {env.get(var)!r})",
+            )
         else:
             res.check(env.get(var) == want, f"{prefix} env {var}: {want!r} (got {env.get(var)!r})")
     managed = set(expected_env(values)) | {e["name"] for e in values.get("extraEnv", [])}
@@ -355,6 +484,8 @@ def check_rendering(res: Results, name: str, values: dict[str, Any], manifests) 
         res.check(
             any(e == extra for e in env_list), f"{prefix} extraEnv {extra['name']} passed through as given"
         )
+
+    check_graph_auth(res, prefix, values, pod, container, env, kinds)
 
     # Demo mode: the flag, and only then.
     args = container.get("args")
@@ -557,6 +688,15 @@ def check_rendering(res: Results, name: str, values: dict[str, Any], manifests) 
         if shared["enabled"]:
             want_ports.append((shared["port"], "TCP"))
         egress_ports = sorted((p["port"], p["protocol"]) for rule in spec["egress"] for p in rule["ports"])
+        # Entra ID (app mode) is reached through the same HTTPS rule as Graph: its authority is
+        # HTTPS on 443 by the schema, so the rule must stay as configured.
+        https = [rule for rule in spec["egress"] if rule["ports"] == [{"port": 443, "protocol": "TCP"}]]
+        entra = " and Entra ID" if values["graphAuth"]["mode"] == "app" else ""
+        res.check(
+            len(https) == 1 and https[0].get("to", []) == values["networkPolicy"]["egress"]["https"],
+            f"{prefix} NetworkPolicy egress to Graph{entra}: TCP 443 to networkPolicy.egress.https "
+            f"(got {https})",
+        )
         res.check(
             egress_ports == sorted(want_ports),
             f"{prefix} NetworkPolicy egress is DNS + 443{' + Redis' if shared['enabled'] else ''} only "
@@ -629,23 +769,29 @@ def main() -> int:
     res.check(len(values_files) >= 4, f"at least 4 ci values files (found {len(values_files)})")
     chart = helm.Chart.load(CHART)
 
-    # The chart's config keys are exactly the gateway's settings.
+    # The chart's config, sharedCache and graphAuth keys are exactly the ones checked, so a
+    # setting added on one side only is caught.
     defaults = chart.values
-    config_keys = set(defaults["config"])
-    res.check(
-        config_keys == set(CONFIG_ENV),
-        f"values.yaml config keys == the gateway's settings (extra: {sorted(config_keys - set(CONFIG_ENV))}, "
-        f"missing: {sorted(set(CONFIG_ENV) - config_keys)})",
-    )
-    shared_keys = set(defaults["sharedCache"])
-    known_shared = set(SHARED_CACHE_SECRET_ENV) | set(SHARED_CACHE_ENV) | SHARED_CACHE_OTHER_KEYS
-    res.check(
-        shared_keys == known_shared,
-        f"values.yaml sharedCache keys == the ones checked (extra: {sorted(shared_keys - known_shared)}, "
-        f"missing: {sorted(known_shared - shared_keys)})",
-    )
+    for section, known in [
+        ("config", set(CONFIG_ENV)),
+        ("sharedCache", set(SHARED_CACHE_SECRET_ENV) | set(SHARED_CACHE_ENV) | SHARED_CACHE_OTHER_KEYS),
+        ("graphAuth", set(GRAPH_AUTH_ENV) | set(GRAPH_AUTH_FILE_ENV) | GRAPH_AUTH_OTHER_KEYS),
+    ]:
+        keys = set(defaults[section])
+        res.check(
+            keys == known,
+            f"values.yaml {section} keys == the ones checked (extra: {sorted(keys - known)}, "
+            f"missing: {sorted(known - keys)})",
+        )
     res.check(
         defaults["sharedCache"]["enabled"] is False, "sharedCache is off by default (in-process cache only)"
+    )
+    res.check(
+        defaults["graphAuth"]["mode"] == "passthrough", "graphAuth.mode is passthrough by default"
+    )
+    res.check(
+        defaults["graphAuth"]["callerRole"] == "Reports.Read",
+        "graphAuth.callerRole defaults to the gateway's own default, Reports.Read",
     )
 
     # A values file that is not even YAML is a failure of its own, not a crash.
