@@ -762,4 +762,140 @@ mod tests {
             assert!(err.contains(flag), "{args:?}: {err}");
         }
     }
+
+    const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    const APP: [&str; 10] = [
+        "--graph-auth",
+        "app",
+        "--client-id",
+        "3f6b2a51-8c1d-4e0f-9a7b-2d5c6e8f1a04",
+        "--client-secret",
+        "s3cr3t-value",
+        "--caller-audience",
+        "api://skype-gateway,3f6b2a51-8c1d-4e0f-9a7b-2d5c6e8f1a04",
+        "--tenants",
+        TENANT,
+    ];
+
+    fn app_with(change: impl FnOnce(&mut Vec<&'static str>)) -> Result<Config, String> {
+        let mut args = APP.to_vec();
+        change(&mut args);
+        parse(&args)
+    }
+
+    #[test]
+    fn app_mode_reads_its_settings_and_lists() {
+        let c = app_with(|_| {}).unwrap();
+        assert_eq!(c.graph_auth, GraphAuth::App);
+        assert!(c.validate().is_ok());
+        let settings = c.app_settings().unwrap().unwrap();
+        assert_eq!(settings.audiences.len(), 2);
+        assert_eq!(settings.tenants, [TENANT]);
+        assert_eq!(settings.role, "Reports.Read");
+        assert_eq!(
+            settings.authority.as_str(),
+            "https://login.microsoftonline.com/"
+        );
+        assert!(!format!("{c:?}").contains("s3cr3t-value"));
+        assert!(!format!("{settings:?}").contains("s3cr3t-value"));
+        // Tenants compare in lowercase, as `tid` carries them.
+        let upper = app_with(|a| a[9] = "72F988BF-86F1-41AF-91AB-2D7CD011DB47").unwrap();
+        assert_eq!(upper.app_settings().unwrap().unwrap().tenants, [TENANT]);
+    }
+
+    #[test]
+    fn app_mode_names_what_it_lacks() {
+        let without = |flag: &'static str| {
+            app_with(move |a| {
+                let at = a.iter().position(|x| *x == flag).unwrap();
+                a.drain(at..at + 2);
+            })
+            .unwrap()
+        };
+        for (flag, named) in [
+            ("--client-id", "--client-id"),
+            ("--tenants", "--tenants"),
+            ("--caller-audience", "--caller-audience"),
+        ] {
+            let err = without(flag).validate().unwrap_err();
+            assert!(err.contains(named), "{flag}: {err}");
+        }
+        let err = without("--client-secret").app_settings().unwrap_err();
+        assert!(err.contains("one credential"), "{err}");
+        let err = app_with(|a| a[9] = "contoso.onmicrosoft.com")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.contains("is not a tenant id"), "{err}");
+        let err = app_with(|a| a.extend(["--caller-role", "Reports.Read Other"]))
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.contains("--caller-role"), "{err}");
+    }
+
+    #[test]
+    fn app_mode_takes_one_credential_and_an_https_authority() {
+        let two = app_with(|a| a.extend(["--client-certificate-file", "/tmp/cert.pem"]));
+        assert!(two.unwrap_err().contains("cannot be used with"));
+        let http = app_with(|a| a.extend(["--authority-url", "http://login.example.com"]));
+        assert!(http.unwrap_err().contains("https"));
+        let loopback = app_with(|a| a.extend(["--authority-url", "http://127.0.0.1:9"]));
+        assert!(loopback.unwrap().validate().is_ok());
+    }
+
+    #[test]
+    fn a_credential_file_that_cannot_be_used_stops_the_start_up() {
+        let dir = std::env::temp_dir();
+        let missing = dir.join(format!("no-such-{}", std::process::id()));
+        let missing = missing.to_str().unwrap().to_owned();
+        let missing: &'static str = Box::leak(missing.into_boxed_str());
+        for flag in [
+            "--client-secret-file",
+            "--client-certificate-file",
+            "--client-assertion-file",
+        ] {
+            let c = app_with(|a| {
+                a.drain(4..6);
+                a.extend([flag, missing]);
+            })
+            .unwrap();
+            let err = c.app_settings().unwrap_err();
+            assert!(err.starts_with(flag), "{flag}: {err}");
+        }
+        let unrelated = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/unrelated-key.pem"
+        );
+        let c = app_with(|a| {
+            a.drain(4..6);
+            a.extend(["--client-certificate-file", unrelated]);
+        })
+        .unwrap();
+        let err = c.app_settings().unwrap_err();
+        assert!(err.contains("no PEM certificate"), "{err}");
+    }
+
+    #[test]
+    fn app_only_flags_are_refused_in_passthrough_mode() {
+        for args in [
+            &["--client-id", "x"][..],
+            &["--tenants", TENANT],
+            &["--caller-audience", "api://x"],
+            &["--client-secret", "x"],
+        ] {
+            let err = parse(args).unwrap().validate().unwrap_err();
+            assert!(
+                err.contains(args[0]) && err.contains("--graph-auth app"),
+                "{err}"
+            );
+        }
+        // The demo in app mode brings its own.
+        assert!(
+            parse(&["--demo", "--graph-auth", "app"])
+                .unwrap()
+                .validate()
+                .is_ok()
+        );
+    }
 }

@@ -576,3 +576,67 @@ async fn readiness_needs_neither_entra_id_nor_graph_and_keys_failing_is_502() {
     assert_eq!(answer.error_code(), "upstreamAuthFailed");
     assert_eq!(app.get("/readyz", &[]).await.status, 200);
 }
+
+#[actix_web::test]
+async fn callers_of_a_tenant_over_three_replicas_on_redis_make_one_graph_call() {
+    let Some(redis) = crate::redis::RedisServer::start() else {
+        return;
+    };
+    let sim = Simulator::start().await.unwrap();
+    sim.register_client_secret(CLIENT_ID, SECRET);
+    let base = app_mode(&sim);
+    let url = redis.url();
+    let adjust = move |c: &mut Config| {
+        base(c);
+        c.redis_url = Some(skype_gateway::config::RedisUrl::parse(&url).unwrap());
+        c.shared_secret = Some(Secret(
+            b"the replicas' shared secret, 32 bytes or more".to_vec(),
+        ));
+    };
+    let mut apps = Vec::new();
+    for _ in 0..3 {
+        apps.push(spawn_app_against(sim.clone(), adjust.clone()).await);
+    }
+    let tokens: Vec<String> = (0..30)
+        .map(|_| sim.mint_caller_token(&caller(TENANT_A)))
+        .collect();
+    let answers = join_all(
+        tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| apps[i % 3].report("D7", t)),
+    )
+    .await;
+    for answer in &answers {
+        assert_eq!(answer.status, 200);
+    }
+    assert_eq!(
+        sim.report_calls(),
+        1,
+        "one Graph call for 30 callers on 3 replicas"
+    );
+    assert_eq!(sim.download_calls(), 1);
+    assert_eq!(
+        sim.token_requests().len(),
+        1,
+        "only the replica that calls Graph needs a token"
+    );
+    // Whatever Redis holds, no caller's or gateway's token is among it.
+    let graph_token = sim.calls()[0].header("authorization").unwrap().to_owned();
+    let graph_token = graph_token.trim_start_matches("Bearer ");
+    let dump = redis.dump();
+    assert!(!dump.is_empty());
+    for (key, values) in &dump {
+        for bytes in std::iter::once(key).chain(values) {
+            assert!(!contains(bytes, graph_token.as_bytes()));
+            assert!(!contains(bytes, TENANT_A.as_bytes()));
+            for token in &tokens {
+                assert!(!contains(bytes, token.as_bytes()));
+            }
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
