@@ -224,6 +224,11 @@ pub struct Config {
     /// The variable takes true/false, 1/0, yes/no, on/off.
     #[arg(long, env = "SKYPE_GATEWAY_DEMO", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub demo: bool,
+
+    /// App-only settings that have a default and were given all the same (flag or variable),
+    /// by flag name: refused without `--graph-auth app`.
+    #[arg(skip)]
+    pub app_defaults_given: Vec<&'static str>,
 }
 
 /// Where `--demo` listens unless told otherwise: it accepts any token, so not beyond this machine.
@@ -249,6 +254,17 @@ impl Config {
         // Only clap knows whether `listen` is its default or was given (flag or variable).
         if config.demo && matches.value_source("listen") == Some(ValueSource::DefaultValue) {
             config.listen = DEMO_LISTEN;
+        }
+        for (id, flag) in [
+            (
+                "authority_url",
+                "--authority-url (SKYPE_GATEWAY_AUTHORITY_URL)",
+            ),
+            ("caller_role", "--caller-role (SKYPE_GATEWAY_CALLER_ROLE)"),
+        ] {
+            if matches.value_source(id) != Some(ValueSource::DefaultValue) {
+                config.app_defaults_given.push(flag);
+            }
         }
         Ok(config)
     }
@@ -339,16 +355,23 @@ impl Config {
             );
         };
         credential.check()?;
+        if self.tenants.is_empty() {
+            return Err("--graph-auth app needs --tenants (SKYPE_GATEWAY_TENANTS)".into());
+        }
         Ok(Some(AppSettings {
             authority: self.authority_url.clone(),
             client_id: self.client_id.clone().unwrap_or_default(),
             credential,
-            audiences: self.caller_audience.clone(),
+            audiences: self
+                .caller_audience
+                .iter()
+                .map(|a| a.trim().to_owned())
+                .collect(),
             role: self.caller_role.clone(),
             tenants: self
                 .tenants
                 .iter()
-                .map(|t| t.to_ascii_lowercase())
+                .map(|t| t.trim().to_ascii_lowercase())
                 .collect(),
             timeout: self.upstream_timeout.min(ENTRA_TIMEOUT),
             retry: crate::graph::RetryPolicy {
@@ -391,7 +414,12 @@ impl Config {
             ),
         ];
         if self.graph_auth == GraphAuth::Passthrough {
-            if let Some((flag, _)) = app_only.iter().find(|(_, given)| *given) {
+            let given = app_only
+                .iter()
+                .filter(|(_, given)| *given)
+                .map(|(flag, _)| *flag)
+                .chain(self.app_defaults_given.iter().copied());
+            if let Some(flag) = given.into_iter().next() {
                 return Err(format!(
                     "{flag} applies only with --graph-auth app (SKYPE_GATEWAY_GRAPH_AUTH=app)"
                 ));
@@ -412,7 +440,7 @@ impl Config {
                     .into(),
             );
         }
-        if let Some(bad) = self.tenants.iter().find(|t| !is_tenant_id(t)) {
+        if let Some(bad) = self.tenants.iter().find(|t| !is_tenant_id(t.trim())) {
             return Err(format!(
                 "--tenants (SKYPE_GATEWAY_TENANTS): {bad:?} is not a tenant id (a GUID such as \
                  72f988bf-86f1-41af-91ab-2d7cd011db47)"
@@ -883,6 +911,8 @@ mod tests {
             &["--tenants", TENANT],
             &["--caller-audience", "api://x"],
             &["--client-secret", "x"],
+            &["--authority-url", "https://login.microsoftonline.us"],
+            &["--caller-role", "Reports.Read"],
         ] {
             let err = parse(args).unwrap().validate().unwrap_err();
             assert!(

@@ -132,7 +132,7 @@ impl From<GraphError> for ApiError {
             GraphError::Timeout => ApiError::UpstreamTimeout,
             GraphError::UntrustedRedirect(why) => ApiError::UntrustedRedirect(why),
             GraphError::TooLarge { limit } => ApiError::ReportTooLarge(limit),
-            GraphError::AuthFailed(why) => ApiError::UpstreamAuthFailed(why),
+            GraphError::AuthFailed { message, .. } => ApiError::UpstreamAuthFailed(message),
         }
     }
 }
@@ -188,6 +188,9 @@ impl ResponseError for ApiError {
             }
             ApiError::GraphRefused { status: 401, .. } | ApiError::InvalidToken(_) => {
                 response.insert_header((WWW_AUTHENTICATE, "Bearer error=\"invalid_token\""));
+            }
+            ApiError::Forbidden(_) => {
+                response.insert_header((WWW_AUTHENTICATE, "Bearer error=\"insufficient_scope\""));
             }
             ApiError::Throttled {
                 retry_after: Some(wait),

@@ -32,6 +32,10 @@ pub enum EntraError {
     /// Unreachable, 5xx, 429, a timeout or an answer that does not parse, after retries.
     #[error("{0}")]
     Unavailable(String),
+    /// Microsoft Graph refused a token Entra ID issued to the gateway (its status and code):
+    /// remembered for a while like a refusal of the credentials.
+    #[error("Microsoft Graph refused the gateway's token with {status} {code}")]
+    GraphRefused { status: u16, code: String },
 }
 
 /// What a failed try says about trying again.

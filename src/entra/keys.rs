@@ -5,7 +5,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
 
@@ -39,20 +39,65 @@ struct KeySet {
     fetched_at: Instant,
 }
 
+/// When the key set was last fetched for an unknown `kid`, and the last failure.
 #[derive(Default)]
-struct Refresh {
-    /// `jwks_uri` from the tenant's metadata, found again with each daily refresh.
-    jwks_uri: Option<Url>,
-    /// The last fetch made for an unknown `kid`.
+struct Times {
     unknown_kid_fetch: Option<Instant>,
-    /// The last fetch that failed, and why.
     failed: Option<(Instant, EntraError)>,
 }
 
 #[derive(Default)]
 struct TenantKeys {
     set: RwLock<Option<Arc<KeySet>>>,
-    refresh: tokio::sync::Mutex<Refresh>,
+    times: Mutex<Times>,
+    /// Held while a fetch is under way: one per tenant at a time. It also keeps `jwks_uri`,
+    /// found again with each daily refresh.
+    fetching: tokio::sync::Mutex<Option<Url>>,
+}
+
+/// What is known when a `kid` is looked up, as durations up to now.
+#[derive(Debug, Clone, Copy)]
+struct Facts {
+    /// The age of the key set, if there is one.
+    set_age: Option<Duration>,
+    /// Whether the set has the `kid`.
+    has_kid: bool,
+    since_unknown_kid_fetch: Option<Duration>,
+    since_failure: Option<Duration>,
+}
+
+/// What a lookup does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Use the current set.
+    Use,
+    /// Fetch the set (after the metadata, with `rediscover`), then use it.
+    Fetch { rediscover: bool },
+    /// There is no set, and the last try failed a moment ago: answer its error.
+    FailFast,
+}
+
+/// The key-set rules, as a pure function: fetched on first use and after a day, fetched again
+/// for an unknown `kid` at most once per [`UNKNOWN_KID_REFETCH`], and after a failure not
+/// tried again for a while, using the set there is.
+fn plan(facts: Facts) -> Plan {
+    let failed_within = |window: Duration| facts.since_failure.is_some_and(|d| d < window);
+    match facts.set_age {
+        None if failed_within(RETRY_FIRST_FETCH) => Plan::FailFast,
+        None => Plan::Fetch { rediscover: true },
+        Some(age) if age >= KEYS_MAX_AGE && !failed_within(RETRY_FAILED_FETCH) => {
+            Plan::Fetch { rediscover: true }
+        }
+        Some(_) if facts.has_kid => Plan::Use,
+        Some(_)
+            if facts
+                .since_unknown_kid_fetch
+                .is_none_or(|d| d >= UNKNOWN_KID_REFETCH) =>
+        {
+            Plan::Fetch { rediscover: false }
+        }
+        Some(_) => Plan::Use,
+    }
 }
 
 impl TenantKeys {
@@ -61,6 +106,41 @@ impl TenantKeys {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+
+    fn times(&self) -> std::sync::MutexGuard<'_, Times> {
+        self.times
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn facts(&self, set: Option<&KeySet>, kid: &str, now: Instant) -> Facts {
+        let times = self.times();
+        Facts {
+            set_age: set.map(|s| now.saturating_duration_since(s.fetched_at)),
+            has_kid: set.is_some_and(|s| s.keys.contains_key(kid)),
+            since_unknown_kid_fetch: times
+                .unknown_kid_fetch
+                .map(|at| now.saturating_duration_since(at)),
+            since_failure: times
+                .failed
+                .as_ref()
+                .map(|(at, _)| now.saturating_duration_since(*at)),
+        }
+    }
+
+    fn last_error(&self) -> EntraError {
+        self.times().failed.as_ref().map_or_else(
+            || EntraError::Unavailable("Entra ID's keys could not be fetched".into()),
+            |(_, err)| err.clone(),
+        )
+    }
+}
+
+fn lookup(set: Option<&KeySet>, kid: &str) -> Lookup {
+    match set.and_then(|set| set.keys.get(kid)) {
+        Some(key) => Lookup::Found(Arc::clone(key)),
+        None => Lookup::Unknown,
     }
 }
 
@@ -93,69 +173,53 @@ impl KeySets {
         let Some(keys) = self.tenants.get(tenant) else {
             return Lookup::Unknown;
         };
-        let now = Instant::now();
-        if let Some(set) = keys.current()
-            && now.duration_since(set.fetched_at) < KEYS_MAX_AGE
-            && let Some(key) = set.keys.get(kid)
-        {
-            return Lookup::Found(Arc::clone(key));
-        }
-        let mut refresh = keys.refresh.lock().await;
-        // Read again: the fetch this request waited for may have brought the key.
-        let now = Instant::now();
         let set = keys.current();
-        // Whether to fetch, and whether to read the metadata again first.
-        let due = match &set {
-            // With no set at all, a failure is tried again soon, not at every request.
-            None => match &refresh.failed {
-                Some((at, err)) if now.duration_since(*at) < RETRY_FIRST_FETCH => {
-                    return Lookup::Unavailable(err.clone());
-                }
-                _ => Some(true),
-            },
-            Some(set) if now.duration_since(set.fetched_at) >= KEYS_MAX_AGE => refresh
-                .failed
-                .as_ref()
-                .is_none_or(|(at, _)| now.duration_since(*at) >= RETRY_FAILED_FETCH)
-                .then_some(true),
-            Some(set) if set.keys.contains_key(kid) => None,
-            Some(_) => {
-                let allowed = refresh
-                    .unknown_kid_fetch
-                    .is_none_or(|at| now.duration_since(at) >= UNKNOWN_KID_REFETCH);
-                if allowed {
-                    refresh.unknown_kid_fetch = Some(now);
-                }
-                allowed.then_some(false)
-            }
+        let rediscover = match plan(keys.facts(set.as_deref(), kid, Instant::now())) {
+            Plan::Use => return lookup(set.as_deref(), kid),
+            Plan::FailFast => return Lookup::Unavailable(keys.last_error()),
+            Plan::Fetch { rediscover } => rediscover,
         };
-        let set = if let Some(rediscover) = due {
-            match self.fetch(tenant, &mut refresh, rediscover).await {
-                Ok(fetched) => {
-                    refresh.failed = None;
-                    let fetched = Arc::new(fetched);
-                    *keys
-                        .set
-                        .write()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner()) =
-                        Some(Arc::clone(&fetched));
-                    Some(fetched)
-                }
-                Err(err) => {
-                    refresh.failed = Some((Instant::now(), err.clone()));
-                    warn!("the signing keys of a served tenant could not be fetched: {err}");
-                    match set {
-                        Some(last_good) => Some(last_good),
-                        None => return Lookup::Unavailable(err),
-                    }
-                }
+        // A day-old set that has the key serves while one caller refreshes it: nobody else
+        // waits for the refresh.
+        let has_kid = set.as_ref().is_some_and(|s| s.keys.contains_key(kid));
+        let mut fetching = if has_kid {
+            match keys.fetching.try_lock() {
+                Ok(fetching) => fetching,
+                Err(_) => return lookup(set.as_deref(), kid),
             }
         } else {
-            set
+            keys.fetching.lock().await
         };
-        match set.and_then(|set| set.keys.get(kid).cloned()) {
-            Some(key) => Lookup::Found(key),
-            None => Lookup::Unknown,
+        // Read again: the fetch this request waited for may have brought the key.
+        let set = keys.current();
+        let now = Instant::now();
+        let rediscover = match plan(keys.facts(set.as_deref(), kid, now)) {
+            Plan::Use => return lookup(set.as_deref(), kid),
+            Plan::FailFast => return Lookup::Unavailable(keys.last_error()),
+            Plan::Fetch { rediscover: again } => rediscover || again,
+        };
+        if !rediscover {
+            keys.times().unknown_kid_fetch = Some(now);
+        }
+        match self.fetch(tenant, &mut fetching, rediscover).await {
+            Ok(fetched) => {
+                keys.times().failed = None;
+                let fetched = Arc::new(fetched);
+                *keys
+                    .set
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::clone(&fetched));
+                lookup(Some(&fetched), kid)
+            }
+            Err(err) => {
+                warn!("the signing keys of a served tenant could not be fetched: {err}");
+                keys.times().failed = Some((Instant::now(), err.clone()));
+                // The last good set is kept.
+                match set {
+                    Some(last_good) => lookup(Some(&last_good), kid),
+                    None => Lookup::Unavailable(err),
+                }
+            }
         }
     }
 
@@ -164,18 +228,18 @@ impl KeySets {
     async fn fetch(
         &self,
         tenant: &str,
-        refresh: &mut Refresh,
+        jwks_uri: &mut Option<Url>,
         rediscover: bool,
     ) -> Result<KeySet, EntraError> {
-        let jwks_uri = match (&refresh.jwks_uri, rediscover) {
+        let uri = match (jwks_uri.as_ref(), rediscover) {
             (Some(uri), false) => uri.clone(),
             _ => {
                 let uri = self.discover(tenant).await?;
-                refresh.jwks_uri = Some(uri.clone());
+                *jwks_uri = Some(uri.clone());
                 uri
             }
         };
-        let set: JwkSet = self.http.get_json("entra_keys", &jwks_uri).await?;
+        let set: JwkSet = self.http.get_json("entra_keys", &uri).await?;
         let keys: HashMap<String, Arc<DecodingKey>> = set
             .keys
             .iter()
@@ -227,5 +291,86 @@ impl KeySets {
             ));
         }
         Ok(jwks_uri)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    fn facts(set_age: Option<Duration>, has_kid: bool) -> Facts {
+        Facts {
+            set_age,
+            has_kid,
+            since_unknown_kid_fetch: None,
+            since_failure: None,
+        }
+    }
+
+    #[test]
+    fn the_key_set_rules() {
+        let fresh = Some(MIN);
+        let day_old = Some(KEYS_MAX_AGE);
+        let fetch = Plan::Fetch { rediscover: true };
+        let refetch = Plan::Fetch { rediscover: false };
+        let cases = [
+            ("first use", facts(None, false), fetch),
+            ("a fresh set with the kid", facts(fresh, true), Plan::Use),
+            ("a day-old set, refreshed", facts(day_old, true), fetch),
+            ("an unknown kid, at once", facts(fresh, false), refetch),
+            (
+                "an unknown kid within 5 minutes of the last: the set as it is",
+                Facts {
+                    since_unknown_kid_fetch: Some(UNKNOWN_KID_REFETCH - MIN),
+                    ..facts(fresh, false)
+                },
+                Plan::Use,
+            ),
+            (
+                "an unknown kid 5 minutes after the last",
+                Facts {
+                    since_unknown_kid_fetch: Some(UNKNOWN_KID_REFETCH),
+                    ..facts(fresh, false)
+                },
+                refetch,
+            ),
+            (
+                "no set, a failure a moment ago: its error",
+                Facts {
+                    since_failure: Some(Duration::from_secs(1)),
+                    ..facts(None, false)
+                },
+                Plan::FailFast,
+            ),
+            (
+                "no set, a failure a while ago: try again",
+                Facts {
+                    since_failure: Some(RETRY_FIRST_FETCH),
+                    ..facts(None, false)
+                },
+                fetch,
+            ),
+            (
+                "a day-old set whose refresh just failed: kept",
+                Facts {
+                    since_failure: Some(Duration::from_secs(5)),
+                    ..facts(day_old, true)
+                },
+                Plan::Use,
+            ),
+            (
+                "a day-old set, its refresh failed a minute ago: try again",
+                Facts {
+                    since_failure: Some(RETRY_FAILED_FETCH),
+                    ..facts(day_old, true)
+                },
+                fetch,
+            ),
+        ];
+        for (what, facts, expected) in cases {
+            assert_eq!(plan(facts), expected, "{what}");
+        }
     }
 }

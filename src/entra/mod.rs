@@ -120,7 +120,10 @@ impl Expiry<Fingerprint, Verified> for UntilExp {
         value: &Verified,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
-        let left = (value.expires_at + LEEWAY_SECONDS).saturating_sub(unix_now());
+        let left = value
+            .expires_at
+            .saturating_add(LEEWAY_SECONDS)
+            .saturating_sub(unix_now());
         Some(Duration::from_secs(left))
     }
 }
@@ -154,6 +157,7 @@ impl AppAuth {
             settings.credential,
             http,
             &settings.tenants,
+            settings.retry.max_wait,
         );
         AppAuth {
             verifier,
@@ -179,7 +183,7 @@ impl AppAuth {
         token: &BearerToken,
     ) -> Result<Verified, Rejection> {
         if let Some(known) = self.verified.get(&fp).await
-            && known.expires_at + LEEWAY_SECONDS > unix_now()
+            && known.expires_at.saturating_add(LEEWAY_SECONDS) > unix_now()
         {
             return Ok(known);
         }
@@ -200,8 +204,14 @@ impl AppAuth {
         self.tokens.token(tenant).await
     }
 
-    /// Graph refused the gateway's token for `tenant`: a new one is requested next time.
-    pub async fn forget_graph_token(&self, tenant: &str, token: &BearerToken) {
-        self.tokens.forget(tenant, token).await;
+    /// Graph refused the gateway's token for `tenant`: a new one is requested next time, and
+    /// with `failure` not before a while.
+    pub async fn forget_graph_token(
+        &self,
+        tenant: &str,
+        token: &BearerToken,
+        failure: Option<EntraError>,
+    ) {
+        self.tokens.forget(tenant, token, failure).await;
     }
 }

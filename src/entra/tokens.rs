@@ -19,12 +19,23 @@ use crate::auth::BearerToken;
 /// A token is requested again when less than this is left of its lifetime.
 pub const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);
 const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
+/// Entra ID's tokens live about an hour, at most a day; a larger `expires_in` is read as a day.
+const MAX_LIFETIME_SECONDS: u64 = 24 * 60 * 60;
 
 #[derive(Clone)]
 struct AppToken {
     bearer: BearerToken,
     renew_at: Instant,
     expires_at: Instant,
+}
+
+/// A tenant's Graph token and the last failure to get one.
+#[derive(Default)]
+struct TenantToken {
+    token: Option<AppToken>,
+    /// Within the hold of a failure, callers get its error (or the current token, while it
+    /// is valid) at once instead of each waiting through another request and its retries.
+    failed: Option<(Instant, EntraError)>,
 }
 
 #[derive(Deserialize)]
@@ -38,7 +49,10 @@ pub struct AppTokens {
     client_id: String,
     credential: Credential,
     http: Arc<EntraHttp>,
-    tenants: HashMap<String, tokio::sync::Mutex<Option<AppToken>>>,
+    tenants: HashMap<String, tokio::sync::Mutex<TenantToken>>,
+    /// How long a failure to get a token answers for itself before the next request: the
+    /// longest wait between retries (`--max-retry-wait`).
+    hold: Duration,
 }
 
 impl AppTokens {
@@ -48,15 +62,17 @@ impl AppTokens {
         credential: Credential,
         http: Arc<EntraHttp>,
         tenants: &[String],
+        hold: Duration,
     ) -> AppTokens {
         AppTokens {
             authority,
             client_id,
             credential,
             http,
+            hold,
             tenants: tenants
                 .iter()
-                .map(|t| (t.clone(), tokio::sync::Mutex::new(None)))
+                .map(|t| (t.clone(), tokio::sync::Mutex::default()))
                 .collect(),
         }
     }
@@ -71,37 +87,55 @@ impl AppTokens {
         };
         let mut held = slot.lock().await;
         let now = Instant::now();
-        if let Some(token) = held.as_ref().filter(|t| now < t.renew_at) {
+        let valid = held.token.as_ref().filter(|t| now < t.expires_at).cloned();
+        if let Some(token) = valid.as_ref().filter(|t| now < t.renew_at) {
             return Ok(token.bearer.clone());
+        }
+        if let Some((at, err)) = &held.failed
+            && now.duration_since(*at) < self.hold
+        {
+            return valid.map(|t| t.bearer).ok_or_else(|| err.clone());
         }
         match self.request(tenant).await {
             Ok(token) => {
                 let bearer = token.bearer.clone();
-                *held = Some(token);
+                *held = TenantToken {
+                    token: Some(token),
+                    failed: None,
+                };
                 Ok(bearer)
             }
-            // A token that is due but still valid serves until Entra ID answers again.
-            Err(err) => match held.as_ref().filter(|t| Instant::now() < t.expires_at) {
-                Some(token) => {
-                    warn!(
-                        "renewing the gateway's Graph token failed, using the current one: {err}"
-                    );
-                    Ok(token.bearer.clone())
+            Err(err) => {
+                held.failed = Some((Instant::now(), err.clone()));
+                match valid {
+                    // A token that is due but still valid serves until Entra ID answers again.
+                    Some(token) => {
+                        warn!(
+                            "renewing the gateway's Graph token failed, using the current one: {err}"
+                        );
+                        Ok(token.bearer)
+                    }
+                    None => Err(err),
                 }
-                None => Err(err),
-            },
+            }
         }
     }
 
-    /// Graph refused `bearer`: the tenant's next call requests a new token.
-    pub async fn forget(&self, tenant: &str, bearer: &BearerToken) {
+    /// Graph refused `bearer`: the tenant's next call requests a new token. With `failure`,
+    /// that call waits the hold and answers the failure meanwhile: Graph keeps refusing
+    /// a token of an app it does not let in, so asking again at once only costs calls.
+    pub async fn forget(&self, tenant: &str, bearer: &BearerToken, failure: Option<EntraError>) {
         if let Some(slot) = self.tenants.get(tenant) {
             let mut held = slot.lock().await;
             if held
+                .token
                 .as_ref()
                 .is_some_and(|t| t.bearer.token_bytes() == bearer.token_bytes())
             {
-                *held = None;
+                held.token = None;
+            }
+            if let Some(failure) = failure {
+                held.failed = Some((Instant::now(), failure));
             }
         }
     }
@@ -125,7 +159,7 @@ impl AppTokens {
             .ok_or_else(|| {
                 EntraError::Unavailable("Entra ID's access token is not a bearer token".into())
             })?;
-        let lifetime = Duration::from_secs(answer.expires_in);
+        let lifetime = Duration::from_secs(answer.expires_in.min(MAX_LIFETIME_SECONDS));
         let expires_at = sent_at + lifetime;
         info!(
             "got the gateway's Graph token for a served tenant, valid for {}s",

@@ -41,6 +41,9 @@ struct Tenant {
 #[derive(Deserialize)]
 struct Claims {
     exp: u64,
+    /// The calling app (v2), or `appid` (v1): access tokens carry one, ID tokens neither.
+    azp: Option<String>,
+    appid: Option<String>,
     #[serde(default)]
     roles: Vec<String>,
     #[serde(default)]
@@ -83,10 +86,11 @@ impl CallerVerifier {
             .ok_or(Rejection::Invalid("names no signing key (kid)"))?;
         let claimed: Tenant = jsonwebtoken::dangerous::insecure_decode_claims(token)
             .map_err(|_| Rejection::Invalid("is not a JWT"))?;
-        let tid = claimed
+        let claimed_tid = claimed
             .tid
-            .map(|t| t.to_ascii_lowercase())
             .ok_or(Rejection::Invalid("has no tenant (tid)"))?;
+        // Tenant ids compare in any letter case; `iss` must name the tenant as `tid` does.
+        let tid = claimed_tid.to_ascii_lowercase();
         let served = self.tenants.contains(&tid);
         // Entra ID signs every tenant's tokens with the same keys, so a token of a tenant not
         // served is still checked, against a served tenant's set, before it is told 403; keys
@@ -105,11 +109,19 @@ impl CallerVerifier {
         validation.leeway = LEEWAY_SECONDS;
         validation.validate_nbf = true;
         validation.aud = Some(self.audiences.clone());
-        validation.iss = Some(self.authority.issuers(&tid).into_iter().collect());
+        validation.iss = Some(self.authority.issuers(&claimed_tid).into_iter().collect());
         validation.set_required_spec_claims(&["exp", "aud", "iss"]);
         let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .map_err(|e| Rejection::Invalid(reason(e.kind())))?
             .claims;
+        // An ID token of a registration that both signs users in and is the API has the API's
+        // `aud`, but it is no access token.
+        let app = claims.azp.as_deref().or(claims.appid.as_deref());
+        if app.is_none_or(str::is_empty) {
+            return Err(Rejection::Invalid(
+                "is not an access token (no azp or appid)",
+            ));
+        }
         if !served {
             return Err(Rejection::Forbidden(
                 "this gateway does not serve the token's tenant".into(),

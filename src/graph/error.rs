@@ -34,21 +34,26 @@ pub enum GraphError {
     #[error("the report download exceeds the limit of {limit} bytes")]
     TooLarge { limit: usize },
     /// App-only mode: the gateway has no Graph token (Entra ID refused its credentials or
-    /// failed), or Graph refused the one it has. Like an outage, it is not the caller's doing.
-    #[error("{0}")]
-    AuthFailed(String),
+    /// failed), or Graph refused the one it has; not the caller's doing. `transient` when
+    /// Entra ID failed or did not answer in time, which like an outage allows a stale answer; a
+    /// refusal (of the credentials by Entra ID, of the token by Graph) does not.
+    #[error("{message}")]
+    AuthFailed { message: String, transient: bool },
 }
 
 impl GraphError {
     /// Failures during which a cached report may be served stale: 5xx, timeout, 429, and in
-    /// app-only mode the gateway's own access failing.
+    /// app-only mode Entra ID failing.
     pub fn allows_stale(&self) -> bool {
         matches!(
             self,
             GraphError::Throttled { .. }
                 | GraphError::Unavailable { .. }
                 | GraphError::Timeout
-                | GraphError::AuthFailed(_)
+                | GraphError::AuthFailed {
+                    transient: true,
+                    ..
+                }
         )
     }
 

@@ -243,13 +243,13 @@ impl ReportService {
         window: Window,
         request_id: &str,
     ) -> Result<Served, ApiError> {
-        let now = Instant::now();
-        let fp = self.fingerprinter.fingerprint(token.token_bytes());
         if let Some(app) = &self.app {
             return self
-                .app_report(app, upstream, fp, token, report, window, request_id)
+                .app_report(app, upstream, token, report, window, request_id)
                 .await;
         }
+        let now = Instant::now();
+        let fp = self.fingerprinter.fingerprint(token.token_bytes());
         let token_key = TokenKey::new(fp, report);
         let known = self.caches.validated_token(&token_key).await;
         // A known token's partition was computed when Graph accepted it; only a new token's
@@ -319,30 +319,27 @@ impl ReportService {
     /// A report in app-only mode: the caller's token verified (once, then remembered), and
     /// the tenant's entry served or fetched with the gateway's own token. Every caller of a
     /// tenant shares one flight per report.
-    #[allow(clippy::too_many_arguments)]
     async fn app_report<U: Upstream + 'static>(
         self: &Arc<Self>,
         app: &Arc<AppAuth>,
         upstream: &Rc<U>,
-        fp: Fingerprint,
         token: &BearerToken,
         report: &'static ReportSpec,
         window: Window,
         request_id: &str,
     ) -> Result<Served, ApiError> {
         let now = Instant::now();
+        let fp = self.fingerprinter.fingerprint(token.token_bytes());
+        // Why keys could not be fetched is logged where they are fetched, once per try.
         let caller = app
             .caller(fp, token)
             .await
             .map_err(|rejection| match rejection {
                 Rejection::Invalid(why) => ApiError::InvalidToken(why),
                 Rejection::Forbidden(why) => ApiError::Forbidden(why),
-                Rejection::Unavailable(err) => {
-                    warn!("a caller's token cannot be verified: {err}");
-                    ApiError::UpstreamAuthFailed(
-                        "the signing keys of Entra ID could not be fetched; retry later".into(),
-                    )
-                }
+                Rejection::Unavailable(_) => ApiError::UpstreamAuthFailed(
+                    "the signing keys of Entra ID could not be fetched; retry later".into(),
+                ),
             })?;
         let key = ReportKey {
             tenant: Arc::clone(&caller.tenant),
@@ -641,7 +638,17 @@ impl ReportService {
         let mut retries = 0;
         // What this call has spent waiting for the budget, at most --max-retry-wait in all.
         let mut waited = Duration::ZERO;
+        let mut fresh_token_tried = false;
         loop {
+            // In app-only mode the gateway's own token, fetched before a slot or a place in the
+            // budget is held, and only while a call could still start in time.
+            let own = match call.token {
+                Some(_) => None,
+                None => match self.own_token(&key.tenant, call.deadline).await {
+                    Ok(token) => Some(token),
+                    Err(err) => return Some((Attempt::Answered(Err(err)), Instant::now())),
+                },
+            };
             let permit = match self.admit(waits, &mut early).await? {
                 Ok(permit) => permit,
                 Err(rejected) => {
@@ -652,6 +659,10 @@ impl ReportService {
                     self.metrics.record_deferred("overloaded");
                     return Some((Attempt::NotAdmitted, Instant::now()));
                 }
+            };
+            let token = match (call.token, own.as_ref()) {
+                (Some(token), _) | (None, Some(token)) => token,
+                (None, None) => unreachable!("a call without the caller's token has the gateway's"),
             };
             let sent_at = Instant::now();
             // A token Graph has not judged yet holds its place only until Graph answers.
@@ -677,22 +688,6 @@ impl ReportService {
                     return Some((Attempt::Deferred(deferral), sent_at));
                 }
             };
-            // The caller's token, or the gateway's own for the tenant (in app-only mode).
-            let own;
-            let token = match call.token {
-                Some(token) => token,
-                None => match self.graph_token(&key.tenant).await {
-                    Ok(token) => {
-                        own = token;
-                        &own
-                    }
-                    Err(err) => {
-                        drop(permit);
-                        self.give_back_budget(slot).await;
-                        return Some((Attempt::Answered(Err(err)), sent_at));
-                    }
-                },
-            };
             let answered = upstream.attempt(call.with_token(token)).await;
             drop(permit);
             let err = match answered {
@@ -702,29 +697,39 @@ impl ReportService {
                 }
                 Err(err) => err,
             };
-            // Graph refusing the gateway's own token is the gateway's failure, not the caller's.
-            let err = match (call.token, err) {
+            // Graph refusing the gateway's own token is the gateway's failure, not the caller's:
+            // a 401 is tried once more with a new token (it may have been revoked), anything
+            // else is final and kept a while, so that callers do not each cost a refused call.
+            let err = match (own.as_ref(), err) {
                 (
-                    None,
+                    Some(own),
                     GraphError::Refused {
-                        status: status @ (401 | 403),
+                        status,
                         code,
                         message,
                         ..
                     },
-                ) => {
+                ) if matches!(status, 401 | 403) => {
                     self.give_back_budget(slot).await;
+                    let again = status == 401 && !fresh_token_tried;
+                    let failure = (!again).then(|| crate::entra::EntraError::GraphRefused {
+                        status,
+                        code: code.clone(),
+                    });
                     if let Some(app) = &self.app {
-                        app.forget_graph_token(&key.tenant, token).await;
+                        app.forget_graph_token(&key.tenant, own, failure).await;
                     }
                     warn!(
                         "Microsoft Graph refused the gateway's own token ({status} {code}): {message}"
                     );
-                    let err = GraphError::AuthFailed(format!(
-                        "Microsoft Graph refused the gateway's own access to this tenant's reports \
-                         ({status} {code})"
+                    if again {
+                        fresh_token_tried = true;
+                        continue;
+                    }
+                    return Some((
+                        Attempt::Answered(Err(graph_refused_own(status, &code))),
+                        sent_at,
                     ));
-                    return Some((Attempt::Answered(Err(err)), sent_at));
                 }
                 (_, err) => err,
             };
@@ -799,24 +804,56 @@ impl ReportService {
         waits.until(admit).await
     }
 
-    /// The gateway's own Graph token for `tenant` (app-only mode).
-    async fn graph_token(&self, tenant: &str) -> Result<BearerToken, GraphError> {
-        let Some(app) = &self.app else {
-            unreachable!("only app-only mode calls Graph without the caller's token")
+    /// The gateway's own Graph token for `tenant` (app-only mode), by the time a call must
+    /// start to end by `deadline`.
+    async fn own_token(&self, tenant: &str, deadline: Instant) -> Result<BearerToken, GraphError> {
+        use crate::entra::EntraError;
+        let transient = |message: &str| GraphError::AuthFailed {
+            message: message.to_owned(),
+            transient: true,
         };
-        app.graph_token(tenant).await.map_err(|err| {
-            warn!("no Graph token for the gateway: {err}");
-            GraphError::AuthFailed(match err {
-                crate::entra::EntraError::Refused {
-                    error, description, ..
-                } => format!(
-                    "Entra ID refused the gateway's own credentials ({error}: {description})"
-                ),
-                crate::entra::EntraError::Unavailable(_) => {
-                    "Entra ID did not issue the gateway's Graph token; retry later".into()
-                }
-            })
-        })
+        let app = self.app.as_ref().ok_or_else(|| GraphError::AuthFailed {
+            message: "the gateway has no app registration to call Graph with".into(),
+            transient: false,
+        })?;
+        let start_by = deadline
+            .checked_sub(self.min_call_time())
+            .unwrap_or(deadline);
+        let fetched = tokio::time::timeout_at(start_by.into(), app.graph_token(tenant)).await;
+        match fetched {
+            Ok(Ok(token)) => Ok(token),
+            Ok(Err(EntraError::Refused {
+                error, description, ..
+            })) => {
+                warn!("Entra ID refused the gateway's credentials: {error}: {description}");
+                // The caller is told Entra ID's code; its sentence (which may name the app or
+                // the tenant) stays in the log.
+                let code = description
+                    .split(':')
+                    .next()
+                    .filter(|c| c.starts_with("AADSTS"))
+                    .map(|c| format!(", {c}"))
+                    .unwrap_or_default();
+                Err(GraphError::AuthFailed {
+                    message: format!(
+                        "Entra ID refused the gateway's own credentials ({error}{code})"
+                    ),
+                    transient: false,
+                })
+            }
+            Ok(Err(EntraError::GraphRefused { status, code })) => {
+                Err(graph_refused_own(status, &code))
+            }
+            Ok(Err(err @ EntraError::Unavailable(_))) => {
+                warn!("no Graph token for the gateway: {err}");
+                Err(transient(
+                    "Entra ID did not issue the gateway's Graph token; retry later",
+                ))
+            }
+            Err(_) => Err(transient(
+                "Entra ID did not issue the gateway's Graph token in time; retry later",
+            )),
+        }
     }
 
     /// Whether a try after `wait` would still start with the least call time left.
@@ -1172,6 +1209,17 @@ fn wait_for(flight: &Flight) -> impl Future<Output = FetchResult> + use<> {
             }
             served
         })
+    }
+}
+
+/// Graph refused the gateway's own token: the caller is told so, without Graph's message.
+fn graph_refused_own(status: u16, code: &str) -> GraphError {
+    GraphError::AuthFailed {
+        message: format!(
+            "Microsoft Graph refused the gateway's own access to this tenant's reports \
+             ({status} {code})"
+        ),
+        transient: false,
     }
 }
 

@@ -246,6 +246,11 @@ async fn a_token_without_the_role_or_of_a_tenant_not_served_is_403_without_a_gra
         let answer = app.report("D7", &sim.mint_caller_token(&token)).await;
         assert_eq!(answer.status, 403, "{what}");
         assert_eq!(answer.error_code(), "forbidden", "{what}");
+        assert_eq!(
+            answer.header("www-authenticate"),
+            Some("Bearer error=\"insufficient_scope\""),
+            "{what}"
+        );
     }
     assert_eq!(sim.report_calls(), 0);
     assert_eq!(
@@ -465,8 +470,10 @@ async fn a_federated_token_file_is_read_again_for_each_token_request() {
     assert_eq!(refused.status, 502);
     assert_eq!(refused.error_code(), "upstreamAuthFailed");
 
-    // The file is rotated under the gateway: the next request sends the new token.
+    // The file is rotated under the gateway: the next request after the failure's hold
+    // (--max-retry-wait, 2 s here) sends the new token.
     write("system:serviceaccount:reports:skype-gateway");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(app.report("D7", &token).await.status, 200);
     let requests = sim.token_requests();
     assert_eq!(requests.len(), 2);
@@ -504,7 +511,7 @@ async fn the_graph_token_is_reused_until_five_minutes_before_it_expires() {
 }
 
 #[actix_web::test]
-async fn graph_refusing_the_gateways_token_is_502_and_asks_for_a_new_token() {
+async fn graph_refusing_the_gateways_token_is_502_after_one_new_token_and_held_a_while() {
     let sim = Simulator::start().await.unwrap();
     sim.reject_app(CLIENT_ID);
     let app = spawn_app_mode(&sim).await;
@@ -512,17 +519,169 @@ async fn graph_refusing_the_gateways_token_is_502_and_asks_for_a_new_token() {
     let answer = app.report("D7", &token).await;
     assert_eq!(answer.status, 502);
     assert_eq!(answer.error_code(), "upstreamAuthFailed");
+    let message = answer.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(
-        !answer.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("Bearer")
+        message.contains("401 InvalidAuthenticationToken"),
+        "{message}"
     );
-    // Not the caller's fault, so nothing is remembered against it; the refused Graph token is
-    // dropped and the next call asks Entra ID again.
-    let again = app.report("D7", &token).await;
+    // A 401 may be a revoked token: one more try with a new one, then the refusal is final.
+    assert_eq!(sim.token_requests().len(), 2);
+    assert_eq!(sim.report_calls(), 2);
+    // Not the caller's fault, and not asked again for a while: no token request, no call.
+    let again = app.report("D30", &token).await;
     assert_eq!(again.status, 502);
     assert_eq!(sim.token_requests().len(), 2);
+    assert_eq!(sim.report_calls(), 2);
+}
+
+#[actix_web::test]
+async fn a_graph_token_graph_no_longer_takes_is_replaced_within_the_request() {
+    let sim = Simulator::start().await.unwrap();
+    sim.register_client_secret(CLIENT_ID, SECRET);
+    let base = app_mode(&sim);
+    let app = spawn_app_against(sim.clone(), move |c| {
+        base(c);
+        c.fresh_ttl = Duration::from_millis(200);
+    })
+    .await;
+    let token = sim.mint_caller_token(&caller(TENANT_A));
+    assert_eq!(app.report("D7", &token).await.status, 200);
+    let first = sim.calls()[0].header("authorization").unwrap().to_owned();
+    sim.reject_token(first.trim_start_matches("Bearer "));
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answer = app.report("D7", &token).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.json());
+    assert_eq!(answer.cache_status(), "REVALIDATED");
+    assert_eq!(sim.token_requests().len(), 2);
+}
+
+#[actix_web::test]
+async fn graph_refusing_the_gateways_token_is_never_answered_from_cache() {
+    let sim = Simulator::start().await.unwrap();
+    sim.register_client_secret(CLIENT_ID, SECRET);
+    let base = app_mode(&sim);
+    let app = spawn_app_against(sim.clone(), move |c| {
+        base(c);
+        c.fresh_ttl = Duration::from_millis(200);
+    })
+    .await;
+    let token = sim.mint_caller_token(&caller(TENANT_A));
+    assert_eq!(app.report("D7", &token).await.status, 200);
+    // The tenant withdrew the gateway's access: its reports are no longer the gateway's to serve.
+    sim.reject_app(CLIENT_ID);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answer = app.report("D7", &token).await;
+    assert_eq!(answer.status, 502);
+    assert_eq!(answer.error_code(), "upstreamAuthFailed");
+}
+
+#[actix_web::test]
+async fn a_refused_credential_is_asked_again_only_after_a_while() {
+    let sim = Simulator::start().await.unwrap();
+    sim.register_client_secret(CLIENT_ID, "another secret");
+    let app = spawn_app_against(sim.clone(), app_mode(&sim)).await;
+    for period in ["D7", "D30", "D90", "D7"] {
+        let token = sim.mint_caller_token(&caller(TENANT_A));
+        let answer = app.report(period, &token).await;
+        assert_eq!(answer.status, 502);
+        let message = answer.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            message.contains("invalid_client, AADSTS7000215"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("Invalid client secret"),
+            "the sentence stays in the log"
+        );
+    }
+    assert_eq!(sim.token_requests().len(), 1);
+}
+
+#[actix_web::test]
+async fn a_due_token_still_valid_serves_while_entra_id_fails() {
+    let sim = Simulator::start().await.unwrap();
+    // Due for renewal 2 s after it is issued, valid 5 minutes more.
+    sim.set_app_token_lifetime(Duration::from_secs(302));
+    sim.register_client_secret(CLIENT_ID, SECRET);
+    let base = app_mode(&sim);
+    let app = spawn_app_against(sim.clone(), move |c| {
+        base(c);
+        c.max_retries = 1;
+    })
+    .await;
+    let token = sim.mint_caller_token(&caller(TENANT_A));
+    assert_eq!(app.report("D7", &token).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+
+    sim.fail_token_endpoint(100, 503);
+    assert_eq!(app.report("D30", &token).await.status, 200);
+    assert_eq!(
+        sim.token_requests().len(),
+        3,
+        "one renewal, retried once, failed"
+    );
+    // Within a while of that failure, the current token is used without asking again.
+    assert_eq!(app.report("D90", &token).await.status, 200);
+    assert_eq!(sim.token_requests().len(), 3);
+    let graph_tokens: std::collections::HashSet<String> = sim
+        .calls()
+        .iter()
+        .filter(|c| c.kind == CallKind::Report)
+        .map(|c| c.header("authorization").unwrap().to_owned())
+        .collect();
+    assert_eq!(graph_tokens.len(), 1);
+}
+
+#[actix_web::test]
+async fn the_last_good_key_set_is_kept_when_a_fetch_fails() {
+    let sim = Simulator::start().await.unwrap();
+    let app = spawn_app_mode(&sim).await;
+    assert_eq!(
+        app.report("D7", &sim.mint_caller_token(&caller(TENANT_A)))
+            .await
+            .status,
+        200
+    );
+    let before = sim.signing_kid();
+    sim.rotate_signing_key();
+    sim.fail_jwks(1000, 503);
+    // A key the set has still verifies; the new key cannot be fetched, so its token is refused.
+    let mut known = caller(TENANT_A);
+    known.signing = Signing::Previous;
+    let known = sim.mint_caller_token(&known);
+    assert_eq!(&claims_of_header(&known)["kid"], before.as_str());
+    assert_eq!(app.report("D7", &known).await.status, 200);
+    let new_key = sim.mint_caller_token(&caller(TENANT_A));
+    assert_invalid_token(&app.report("D7", &new_key).await, "a key not fetched");
+}
+
+/// The header of a JWT.
+fn claims_of_header(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let header = token.split('.').next().unwrap();
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    serde_json::from_slice(&json).unwrap()
+}
+
+#[actix_web::test]
+async fn a_tenant_id_in_capitals_is_the_same_tenant() {
+    let sim = Simulator::start().await.unwrap();
+    let app = spawn_app_mode(&sim).await;
+    let lower = sim.mint_caller_token(&caller(TENANT_A));
+    assert_eq!(app.report("D7", &lower).await.status, 200);
+    let upper = sim.mint_caller_token(&caller(&TENANT_A.to_ascii_uppercase()));
+    let answer = app.report("D7", &upper).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.cache_status(), "HIT");
 }
 
 #[actix_web::test]
@@ -546,7 +705,9 @@ async fn entra_id_failing_is_retried_then_502_and_a_known_entry_is_served_stale(
     assert_eq!(sim.token_requests().len(), 2);
     assert_eq!(sim.report_calls(), 0);
 
-    // One failure, then a token: the retry answers.
+    // One failure, then a token: the retry answers (once the last failure's hold, the
+    // --max-retry-wait of 2 s, is over).
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     sim.fail_token_endpoint(1, 503);
     assert_eq!(app.report("D7", &token).await.status, 200);
     assert_eq!(sim.token_requests().len(), 4);
