@@ -38,6 +38,26 @@ async fn spawn_app_mode(sim: &Simulator) -> TestApp {
     spawn_app_against(sim.clone(), app_mode(sim)).await
 }
 
+/// A gateway in app-only mode against `sim`, with `adjust` applied after [`app_mode`]; the
+/// credential is the test's to register.
+async fn spawn_app_mode_with(sim: &Simulator, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let base = app_mode(sim);
+    spawn_app_against(sim.clone(), move |c| {
+        base(c);
+        adjust(c);
+    })
+    .await
+}
+
+/// Every distinct `Authorization` Graph's report calls carried.
+fn graph_tokens_seen(sim: &Simulator) -> std::collections::HashSet<String> {
+    sim.calls()
+        .iter()
+        .filter(|c| c.kind == CallKind::Report)
+        .map(|c| c.header("authorization").unwrap().to_owned())
+        .collect()
+}
+
 /// A well-signed caller token of `tenant` for the gateway's API, of its own caller.
 fn caller(tenant: &str) -> CallerToken {
     let mut token = CallerToken::new(tenant, AUDIENCE);
@@ -414,9 +434,7 @@ async fn a_certificates_signed_assertion_gets_the_graph_token() {
         let path = format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
         let pem = std::fs::read_to_string(&path).unwrap();
         sim.register_client_certificate(CLIENT_ID, &certificate_der(&pem));
-        let base = app_mode(&sim);
-        let app = spawn_app_against(sim.clone(), move |c| {
-            base(c);
+        let app = spawn_app_mode_with(&sim, move |c| {
             c.client_secret = None;
             c.client_certificate_file = Some(path.clone().into());
         })
@@ -457,10 +475,8 @@ async fn a_federated_token_file_is_read_again_for_each_token_request() {
     };
     // A token of a subject the app does not trust: refused, and no Graph token is held.
     write("system:serviceaccount:other:intruder");
-    let base = app_mode(&sim);
     let path = file.clone();
-    let app = spawn_app_against(sim.clone(), move |c| {
-        base(c);
+    let app = spawn_app_mode_with(&sim, move |c| {
         c.client_secret = None;
         c.client_assertion_file = Some(path.clone());
     })
@@ -501,13 +517,7 @@ async fn the_graph_token_is_reused_until_five_minutes_before_it_expires() {
     tokio::time::sleep(Duration::from_millis(2200)).await;
     assert_eq!(app.report("D90", &token).await.status, 200);
     assert_eq!(sim.token_requests().len(), 2, "renewed once due");
-    let graph_tokens: std::collections::HashSet<String> = sim
-        .calls()
-        .iter()
-        .filter(|c| c.kind == CallKind::Report)
-        .map(|c| c.header("authorization").unwrap().to_owned())
-        .collect();
-    assert_eq!(graph_tokens.len(), 2);
+    assert_eq!(graph_tokens_seen(&sim).len(), 2);
 }
 
 #[actix_web::test]
@@ -541,9 +551,7 @@ async fn graph_refusing_the_gateways_token_is_502_after_one_new_token_and_held_a
 async fn a_graph_token_graph_no_longer_takes_is_replaced_within_the_request() {
     let sim = Simulator::start().await.unwrap();
     sim.register_client_secret(CLIENT_ID, SECRET);
-    let base = app_mode(&sim);
-    let app = spawn_app_against(sim.clone(), move |c| {
-        base(c);
+    let app = spawn_app_mode_with(&sim, move |c| {
         c.fresh_ttl = Duration::from_millis(200);
     })
     .await;
@@ -563,9 +571,7 @@ async fn a_graph_token_graph_no_longer_takes_is_replaced_within_the_request() {
 async fn graph_refusing_the_gateways_token_is_never_answered_from_cache() {
     let sim = Simulator::start().await.unwrap();
     sim.register_client_secret(CLIENT_ID, SECRET);
-    let base = app_mode(&sim);
-    let app = spawn_app_against(sim.clone(), move |c| {
-        base(c);
+    let app = spawn_app_mode_with(&sim, move |c| {
         c.fresh_ttl = Duration::from_millis(200);
     })
     .await;
@@ -610,9 +616,7 @@ async fn a_due_token_still_valid_serves_while_entra_id_fails() {
     // Due for renewal 2 s after it is issued, valid 5 minutes more.
     sim.set_app_token_lifetime(Duration::from_secs(302));
     sim.register_client_secret(CLIENT_ID, SECRET);
-    let base = app_mode(&sim);
-    let app = spawn_app_against(sim.clone(), move |c| {
-        base(c);
+    let app = spawn_app_mode_with(&sim, move |c| {
         c.max_retries = 1;
     })
     .await;
@@ -630,13 +634,7 @@ async fn a_due_token_still_valid_serves_while_entra_id_fails() {
     // Within a while of that failure, the current token is used without asking again.
     assert_eq!(app.report("D90", &token).await.status, 200);
     assert_eq!(sim.token_requests().len(), 3);
-    let graph_tokens: std::collections::HashSet<String> = sim
-        .calls()
-        .iter()
-        .filter(|c| c.kind == CallKind::Report)
-        .map(|c| c.header("authorization").unwrap().to_owned())
-        .collect();
-    assert_eq!(graph_tokens.len(), 1);
+    assert_eq!(graph_tokens_seen(&sim).len(), 1);
 }
 
 #[actix_web::test]
@@ -688,9 +686,7 @@ async fn a_tenant_id_in_capitals_is_the_same_tenant() {
 async fn entra_id_failing_is_retried_then_502_and_a_known_entry_is_served_stale() {
     let sim = Simulator::start().await.unwrap();
     sim.register_client_secret(CLIENT_ID, SECRET);
-    let base = app_mode(&sim);
-    let app = spawn_app_against(sim.clone(), move |c| {
-        base(c);
+    let app = spawn_app_mode_with(&sim, move |c| {
         c.fresh_ttl = Duration::from_millis(300);
         c.max_retries = 1;
     })
