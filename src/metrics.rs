@@ -61,6 +61,9 @@ pub struct Metrics {
     pub cache_entries: IntGauge,
     /// Weighted size of the report cache in bytes, at scrape time.
     pub cache_bytes: IntGauge,
+    /// The report cache's bound, `--cache-max-bytes`: what `cache_bytes` and the process'
+    /// memory are read against on a dashboard.
+    cache_max_bytes: IntGauge,
     /// Client connections closed, while waiting for a request, to make room for a new one at
     /// `--max-connections`.
     pub connections_evicted: IntCounter,
@@ -148,6 +151,11 @@ impl Metrics {
                 "Weighted size of the report cache in bytes.",
             )
             .expect("valid metric"),
+            cache_max_bytes: IntGauge::new(
+                "skype_gateway_cache_max_bytes",
+                "Bound of the report cache in bytes (--cache-max-bytes).",
+            )
+            .expect("valid metric"),
             connections_evicted: IntCounter::new(
                 "skype_gateway_connections_evicted_total",
                 "Client connections waiting for a request closed to make room for a new one.",
@@ -202,7 +210,7 @@ impl Metrics {
         for result in CALLER_CHECK_RESULTS {
             self.caller_token_checks.with_label_values(&[result]);
         }
-        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
             Box::new(self.http_requests.clone()),
             Box::new(self.http_request_duration.clone()),
             Box::new(self.cache_lookups.clone()),
@@ -212,6 +220,7 @@ impl Metrics {
             Box::new(self.upstream_deferred.clone()),
             Box::new(self.cache_entries.clone()),
             Box::new(self.cache_bytes.clone()),
+            Box::new(self.cache_max_bytes.clone()),
             Box::new(self.connections_evicted.clone()),
             Box::new(self.shared_cache_lookups.clone()),
             Box::new(self.redis_errors.clone()),
@@ -234,6 +243,12 @@ impl Metrics {
         self.cache_entries
             .set(i64::try_from(entries).unwrap_or(i64::MAX));
         self.cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// The configured bound of the report cache, set once at start-up.
+    pub fn set_cache_max_bytes(&self, bytes: u64) {
+        self.cache_max_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 

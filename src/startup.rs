@@ -70,6 +70,7 @@ impl Application {
             stale: config.stale_ttl,
         };
         let caches = Caches::new(config.cache_max_bytes, freshness);
+        metrics.set_cache_max_bytes(config.cache_max_bytes);
         let budget = BudgetSettings {
             per_app: config.graph_budget,
             per_tenant: config.graph_tenant_budget,

@@ -7,10 +7,10 @@ What it does, in order:
   2. Renders the chart with each of those files (Helm validates values.schema.json first, as
      `helm install` does) and validates every rendered manifest with kubernetes-validate in
      strict mode (unknown fields rejected) against the chart's minimum Kubernetes version and
-     the newest one kubernetes-validate knows. The ServiceMonitor is a CRD that
-     kubernetes-validate has no schema for: it is validated against
-     ci/deploy/schemas/servicemonitor-monitoring-v1.json, a subset of prometheus-operator's
-     CRD schema written down in this repo.
+     the newest one kubernetes-validate knows. The ServiceMonitor and the PrometheusRule are
+     CRDs that kubernetes-validate has no schema for: they are validated against
+     ci/deploy/schemas/servicemonitor-monitoring-v1.json and prometheusrule-monitoring-v1.json,
+     subsets of prometheus-operator's CRD schemas written down in this repo.
   3. Asserts what matters in the rendered manifests (env vars, probes, security context,
      optional objects present exactly when enabled, ...).
   4. Renders with each file in ci/deploy/invalid-values/ and asserts that Helm REJECTS it with
@@ -22,7 +22,7 @@ What it does, in order:
      silently passes everything is noticed.
 
 Nothing here touches the network: Helm renders offline, kubernetes-validate and the
-ServiceMonitor schema are local files.
+CRD schemas are local files.
 
 Exit status: 0 when every check passed, 1 otherwise.
 """
@@ -50,6 +50,11 @@ CHART = REPO / "charts" / "skype-gateway"
 CI_VALUES = CHART / "ci"
 INVALID_VALUES = Path(__file__).resolve().parent / "invalid-values"
 SERVICEMONITOR_SCHEMA = Path(__file__).resolve().parent / "schemas" / "servicemonitor-monitoring-v1.json"
+PROMETHEUSRULE_SCHEMA = Path(__file__).resolve().parent / "schemas" / "prometheusrule-monitoring-v1.json"
+# The chart's dashboard and alerting rules: the ConfigMap and the PrometheusRule carry them
+# unchanged.
+DASHBOARD = CHART / "files" / "dashboard.json"
+ALERTS = CHART / "files" / "alerts.yaml"
 
 RELEASE = "skype-gateway"
 NAMESPACE = "skype"
@@ -207,15 +212,19 @@ def render(chart: helm.Chart, values: dict[str, Any]) -> dict[str, str]:
 
 
 class ManifestValidator:
-    """kubernetes-validate (strict) for built-in kinds, the CRD subset schema for ServiceMonitor."""
+    """kubernetes-validate (strict) for built-in kinds, the CRD subset schemas for
+    prometheus-operator's ServiceMonitor and PrometheusRule."""
+
+    CRD_SCHEMAS = {"ServiceMonitor": SERVICEMONITOR_SCHEMA, "PrometheusRule": PROMETHEUSRULE_SCHEMA}
 
     def __init__(self) -> None:
-        self.sm_schema = json.loads(SERVICEMONITOR_SCHEMA.read_text())
-        jsonschema.Draft202012Validator.check_schema(self.sm_schema)
-        self._sm_validators: dict[str, jsonschema.Draft202012Validator] = {}
+        self.crd_schemas = {kind: json.loads(path.read_text()) for kind, path in self.CRD_SCHEMAS.items()}
+        for schema in self.crd_schemas.values():
+            jsonschema.Draft202012Validator.check_schema(schema)
+        self._crd_validators: dict[tuple[str, str], jsonschema.Draft202012Validator] = {}
 
-    def _servicemonitor_validator(self, kube_version: str) -> jsonschema.Draft202012Validator:
-        if kube_version not in self._sm_validators:
+    def _crd_validator(self, kind: str, kube_version: str) -> jsonschema.Draft202012Validator:
+        if (kind, kube_version) not in self._crd_validators:
             # The same definitions file kubernetes-validate resolves ObjectMeta etc. against.
             schema_version = [
                 v
@@ -226,17 +235,17 @@ class ManifestValidator:
                 f"kubernetes-json-schema/v{schema_version}-local-strict/_definitions.json", kube_version
             )
             registry = Registry().with_resource(definitions["$id"], Resource.from_contents(definitions))
-            self._sm_validators[kube_version] = jsonschema.Draft202012Validator(
-                self.sm_schema, registry=registry
+            self._crd_validators[(kind, kube_version)] = jsonschema.Draft202012Validator(
+                self.crd_schemas[kind], registry=registry
             )
-        return self._sm_validators[kube_version]
+        return self._crd_validators[(kind, kube_version)]
 
     def errors(self, manifest: dict[str, Any], kube_version: str) -> list[str]:
         if (
             manifest.get("apiVersion") == "monitoring.coreos.com/v1"
-            and manifest.get("kind") == "ServiceMonitor"
+            and manifest.get("kind") in self.CRD_SCHEMAS
         ):
-            validator = self._servicemonitor_validator(kube_version)
+            validator = self._crd_validator(manifest["kind"], kube_version)
             return [
                 f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
                 for e in validator.iter_errors(manifest)
@@ -409,6 +418,57 @@ def check_graph_auth(res: Results, prefix: str, values, pod, container, env, kin
         )
 
 
+def check_dashboard_and_rules(res: Results, prefix: str, values, kinds) -> None:
+    """The dashboard ConfigMap holds files/dashboard.json byte for byte, with the sidecar's
+    label; the PrometheusRule's spec is files/alerts.yaml; both where and as configured."""
+    for cm in kinds.get("ConfigMap", []):
+        d = values["dashboards"]
+        meta = cm["metadata"]
+        data = cm.get("data") or {}
+        res.check(
+            list(data) == ["skype-gateway.json"], f"{prefix} dashboard ConfigMap has one key (got {list(data)})"
+        )
+        text = data.get("skype-gateway.json", "")
+        res.check(text == DASHBOARD.read_text(), f"{prefix} dashboard ConfigMap holds files/dashboard.json unchanged")
+        try:
+            dashboard = json.loads(text)
+            res.check(
+                dashboard.get("uid") == "skype-gateway" and bool(dashboard.get("panels")),
+                f"{prefix} dashboard JSON has its uid and panels",
+            )
+        except json.JSONDecodeError as e:
+            res.check(False, f"{prefix} dashboard ConfigMap's JSON does not parse: {e}")
+        key, value = d["label"]["key"], d["label"]["value"]
+        got = meta["labels"].get(key)
+        res.check(
+            got == value and isinstance(got, str),
+            f"{prefix} dashboard ConfigMap labelled {key}: {value!r} for the sidecar (got {got!r})",
+        )
+        res.check(
+            (meta.get("annotations") or {}) == (d.get("annotations") or {}),
+            f"{prefix} dashboard ConfigMap annotations as configured (got {meta.get('annotations')})",
+        )
+        want_ns = d["namespace"] or NAMESPACE
+        res.check(meta.get("namespace") == want_ns, f"{prefix} dashboard ConfigMap in namespace {want_ns}")
+    for rule in kinds.get("PrometheusRule", []):
+        r = values["prometheusRule"]
+        meta = rule["metadata"]
+        res.check(
+            rule["spec"] == yaml.safe_load(ALERTS.read_text()),
+            f"{prefix} PrometheusRule spec == files/alerts.yaml",
+        )
+        for k, v in (r.get("additionalLabels") or {}).items():
+            res.check(meta["labels"].get(k) == v, f"{prefix} PrometheusRule label {k}={v}")
+        want_ns = r["namespace"] or NAMESPACE
+        res.check(meta.get("namespace") == want_ns, f"{prefix} PrometheusRule in namespace {want_ns}")
+        alerts = [x for g in rule["spec"]["groups"] for x in g["rules"]]
+        res.check(
+            bool(alerts)
+            and all({"summary", "description", "runbook"} <= set(x.get("annotations") or {}) for x in alerts),
+            f"{prefix} every alert has a summary, a description and a runbook",
+        )
+
+
 def check_rendering(res: Results, name: str, values: dict[str, Any], manifests) -> None:
     kinds = by_kind(manifests)
     prefix = f"[{name}]"
@@ -424,6 +484,8 @@ def check_rendering(res: Results, name: str, values: dict[str, Any], manifests) 
         ("PodDisruptionBudget", pdb_expected),
         ("ServiceMonitor", values["serviceMonitor"]["enabled"]),
         ("NetworkPolicy", values["networkPolicy"]["enabled"]),
+        ("ConfigMap", values["dashboards"]["enabled"]),
+        ("PrometheusRule", values["prometheusRule"]["enabled"]),
     ]:
         count = len(kinds.get(kind, []))
         res.check(
@@ -664,6 +726,8 @@ def check_rendering(res: Results, name: str, values: dict[str, Any], manifests) 
             endpoints[0].get("interval") == values["serviceMonitor"]["interval"],
             f"{prefix} ServiceMonitor interval",
         )
+
+    check_dashboard_and_rules(res, prefix, values, kinds)
 
     for np in kinds.get("NetworkPolicy", []):
         spec = np["spec"]
@@ -910,6 +974,18 @@ def main() -> int:
     errs = validator.errors(bad_sm, KUBE_VERSIONS[0])
     res.check(bool(errs), "ServiceMonitor schema rejects a malformed interval")
     print(f"  ServiceMonitor with interval '15 seconds': {'rejected' if errs else 'ACCEPTED'}")
+    rendered = render(chart, load_values(CI_VALUES / "dashboards-alerts-values.yaml"))
+    kinds = by_kind(split_manifests(rendered))
+    bad_rule = copy.deepcopy(kinds["PrometheusRule"][0])
+    bad_rule["spec"]["groups"][0]["rules"][0]["exprr"] = bad_rule["spec"]["groups"][0]["rules"][0].pop("expr")
+    errs = validator.errors(bad_rule, KUBE_VERSIONS[0])
+    res.check(bool(errs), "PrometheusRule schema rejects a rule with an unknown field and no expr")
+    print(f"  PrometheusRule with rules[0].exprr: {'rejected' if errs else 'ACCEPTED'}")
+    bad_rule = copy.deepcopy(kinds["PrometheusRule"][0])
+    bad_rule["spec"]["groups"][0]["rules"][0]["for"] = "10 minutes"
+    errs = validator.errors(bad_rule, KUBE_VERSIONS[0])
+    res.check(bool(errs), "PrometheusRule schema rejects a malformed for")
+    print(f"  PrometheusRule with for '10 minutes': {'rejected' if errs else 'ACCEPTED'}")
 
     print("\n== summary")
     for name, rendered_count, validated in summary:

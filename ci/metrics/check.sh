@@ -4,7 +4,13 @@
 #     piped through `promtool check metrics`, with every documented metric name present and the
 #     cache counters showing all four results;
 #  2. a real Prometheus server on loopback scraping the gateway, queried through its HTTP API
-#     until `up` is 1 and skype_gateway_http_requests_total has a sample.
+#     until `up` is 1 and skype_gateway_http_requests_total has a sample;
+#  3. the chart's alerting rules (charts/skype-gateway/files/alerts.yaml): `promtool check
+#     rules`, `promtool test rules ci/metrics/alerts.test.yaml` (each alert fired and not), and
+#     loaded by that Prometheus;
+#  4. ci/metrics/check_names.py: every metric (and enumerated label value) that the chart's
+#     dashboard and rules use is exported by this gateway or by a second `--demo --graph-auth
+#     app` one (app-only mode's series), and Prometheus accepts every dashboard query.
 # Every wait is bounded; a failure says what it waited for.
 #
 # Usage: bash ci/metrics/check.sh   (GATEWAY_BIN overrides the binary; default target/debug)
@@ -24,6 +30,12 @@ fi
 FAIL_PREFIX="metrics check"
 # shellcheck source=ci/lib.sh
 source ci/lib.sh
+
+alerts=charts/skype-gateway/files/alerts.yaml
+echo "== promtool check rules $alerts"
+promtool check rules "$alerts" || fail "promtool check rules $alerts"
+echo "== promtool test rules ci/metrics/alerts.test.yaml"
+promtool test rules ci/metrics/alerts.test.yaml || fail "the alerting rules' unit tests"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -72,7 +84,8 @@ for name in skype_gateway_http_requests_total skype_gateway_http_request_duratio
   skype_gateway_cache_lookups_total skype_gateway_upstream_requests_total \
   skype_gateway_upstream_request_duration_seconds skype_gateway_upstream_retries_total \
   skype_gateway_upstream_deferred_total \
-  skype_gateway_cache_entries skype_gateway_cache_bytes process_resident_memory_bytes; do
+  skype_gateway_cache_entries skype_gateway_cache_bytes skype_gateway_cache_max_bytes \
+  process_resident_memory_bytes; do
   grep -q "^# TYPE $name " "$work/metrics.txt" || fail "metric $name missing"
 done
 for result in hit miss revalidated stale; do
@@ -81,11 +94,35 @@ for result in hit miss revalidated stale; do
   echo "cache_lookups_total{result=\"$result\"} = $value"
 done
 
+# App-only mode's series (Entra ID calls, caller token checks) from a second gateway in that
+# mode: one verified caller, one refused.
+"$bin" --demo --graph-auth app --listen 127.0.0.1:0 --shutdown-drain 0s >"$work/gateway-app.log" 2>&1 &
+pids+=($!)
+wait_for 30 "the app-mode gateway to log its port" grep -q '(port [0-9]*)' "$work/gateway-app.log"
+app_port="$(grep -o '(port [0-9]*)' "$work/gateway-app.log" | head -n1 | tr -dc 0-9)"
+app_sim="$(grep -o 'simulated at http://127.0.0.1:[0-9]*' "$work/gateway-app.log" | head -n1 | awk '{print $NF}')"
+app_tenant="$(grep -o 'tenants [0-9a-f-]*' "$work/gateway-app.log" | head -n1 | awk '{print $2}')"
+[[ -n "$app_sim" && -n "$app_tenant" ]] || fail "the app-mode demo log does not name its simulator and tenant"
+caller="$(curl -sf -X POST "$app_sim/_simulator/caller-tokens" -d "{\"tenant\":\"$app_tenant\"}" \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["accessToken"])')" \
+  || fail "cannot mint a caller token from the app-mode simulator"
+status="$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $caller" \
+  "http://127.0.0.1:$app_port/skype/activity-counts/D7")"
+[[ "$status" == 200 ]] || fail "app mode: a verified caller got $status"
+status="$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${caller%.*}.AAAA" \
+  "http://127.0.0.1:$app_port/skype/activity-counts/D7")"
+[[ "$status" == 401 ]] || fail "app mode: a caller with a forged signature got $status"
+curl -sf "http://127.0.0.1:$app_port/metrics" >"$work/metrics-app.txt" || fail "GET /metrics (app mode)"
+promtool check metrics <"$work/metrics-app.txt" || fail "promtool found problems (app mode)"
+echo "app mode: a verified caller 200, a forged one 401; promtool: no problems"
+
 prom_port="$(free_port)"
 cat >"$work/prometheus.yml" <<YAML
 global:
   scrape_interval: 1s
   scrape_timeout: 1s
+rule_files:
+  - $repo/$alerts
 scrape_configs:
   - job_name: skype-gateway
     static_configs:
@@ -111,4 +148,9 @@ echo "prometheus: up{job=\"skype-gateway\"} = 1"
 wait_for 30 "a skype_gateway_http_requests_total sample in Prometheus" \
   query_has 'skype_gateway_http_requests_total{job="skype-gateway"}' ""
 echo "prometheus: skype_gateway_http_requests_total has samples"
-echo "metrics check: 4 cache results, promtool clean, Prometheus scraped the gateway"
+
+echo "== the dashboard's and the rules' metrics against both gateways' /metrics"
+python3 ci/metrics/check_names.py "$work/metrics.txt" "$work/metrics-app.txt" --prometheus "$prom" \
+  || fail "the dashboard or the rules use a metric the gateway does not export"
+echo "metrics check: 4 cache results, promtool clean, Prometheus scraped the gateway," \
+  "alert rules tested, dashboard and rules use only exported metrics"

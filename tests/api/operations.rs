@@ -182,6 +182,18 @@ async fn a_400_from_graph_is_not_retried() {
 }
 
 #[actix_web::test]
+async fn the_cache_bound_is_exported_as_configured() {
+    let app = spawn_app_with(|c| c.cache_max_bytes = 12_345_678).await;
+
+    let text = app.metrics().await;
+
+    assert_eq!(
+        metric_value(&text, "skype_gateway_cache_max_bytes"),
+        12_345_678.0
+    );
+}
+
+#[actix_web::test]
 async fn metrics_are_exported_by_route_template_with_every_documented_name() {
     let app = spawn_app().await;
     let token = token_of("contoso");
