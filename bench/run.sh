@@ -280,37 +280,27 @@ hit_row() { # hit_row NAME LABEL: two table rows for one gateway
   cpu=$(col "$1" 8 | median)
   printf '| hit path server CPU per request, %s | %s us / %s us = %s | (explains the above) | - |\n' "$2" "$cpu" "$base_cpu" "$(calc "$cpu/$base_cpu")"
 }
-redis_hit_rows() { # the gateway with a shared cache on Redis against the same without
-  local rps quiet r p99 quiet_p99 cpu quiet_cpu
-  rps=$(col gw-redis 3 | median)
-  quiet=$(col gw-quiet 3 | median)
-  r=$(calc "$rps/$quiet")
-  printf '| hit path req/s, Redis configured / not (access log off) | %.0f / %.0f = **%s** | >= 0.95 | %s |\n' "$rps" "$quiet" "$r" \
+pair_rows() { # pair_rows T REF LABEL: T's req/s over REF's (target >= 0.95), then p99 and CPU
+  local rps ref r p99 ref_p99 cpu ref_cpu
+  rps=$(col "$1" 3 | median)
+  ref=$(col "$2" 3 | median)
+  r=$(calc "$rps/$ref")
+  printf '| hit path req/s, %s | %.0f / %.0f = **%s** | >= 0.95 | %s |\n' "$3" "$rps" "$ref" "$r" \
     "$(awk -v r="$r" 'BEGIN{print (r>=0.95 ? "met" : sprintf("missed by %.0f%%", (0.95-r)/0.95*100))}')"
-  p99=$(col gw-redis 5 | median)
-  quiet_p99=$(col gw-quiet 5 | median)
-  cpu=$(col gw-redis 8 | median)
-  quiet_cpu=$(col gw-quiet 8 | median)
-  printf '| hit path p99 and CPU per request, Redis configured / not | p99 %s ms / %s ms = %s; CPU %s us / %s us = %s | (explains the above) | - |\n' \
-    "$(ms "$p99")" "$(ms "$quiet_p99")" "$(calc "$p99/$quiet_p99")" "$cpu" "$quiet_cpu" "$(calc "$cpu/$quiet_cpu")"
+  p99=$(col "$1" 5 | median)
+  ref_p99=$(col "$2" 5 | median)
+  cpu=$(col "$1" 8 | median)
+  ref_cpu=$(col "$2" 8 | median)
+  printf '| hit path p99 and CPU per request, %s | p99 %s ms / %s ms = %s; CPU %s us / %s us = %s | (explains the above) | - |\n' \
+    "${3%% (*}" "$(ms "$p99")" "$(ms "$ref_p99")" "$(calc "$p99/$ref_p99")" "$cpu" "$ref_cpu" "$(calc "$cpu/$ref_cpu")"
+}
+redis_hit_rows() { # the gateway with a shared cache on Redis against the same without
+  pair_rows gw-redis gw-quiet "Redis configured / not (access log off)"
   printf '| Redis commands while the Redis-configured gateway answered %s hits | **%s** (its once-a-second PING left out) | 0 | %s |\n' \
     "$(col gw-redis 6 | sum)" "$hit_redis_commands" "$( ((hit_redis_commands == 0)) && echo met || echo FAILED)"
 }
-
 app_hit_rows() { # app-only mode against pass-through, tokens of the same length
-  local rps pass r p99 pass_p99 cpu pass_cpu
-  rps=$(col gw-app 3 | median)
-  pass=$(col gw-pass 3 | median)
-  r=$(calc "$rps/$pass")
-  printf '| hit path req/s, app-only mode / pass-through (access log off, tokens of %s and %s bytes) | %.0f / %.0f = **%s** | >= 0.95 | %s |\n' \
-    "${#app_token}" "${#pass_token}" "$rps" "$pass" "$r" \
-    "$(awk -v r="$r" 'BEGIN{print (r>=0.95 ? "met" : sprintf("missed by %.0f%%", (0.95-r)/0.95*100))}')"
-  p99=$(col gw-app 5 | median)
-  pass_p99=$(col gw-pass 5 | median)
-  cpu=$(col gw-app 8 | median)
-  pass_cpu=$(col gw-pass 8 | median)
-  printf '| hit path p99 and CPU per request, app-only mode / pass-through | p99 %s ms / %s ms = %s; CPU %s us / %s us = %s | (explains the above) | - |\n' \
-    "$(ms "$p99")" "$(ms "$pass_p99")" "$(calc "$p99/$pass_p99")" "$cpu" "$pass_cpu" "$(calc "$cpu/$pass_cpu")"
+  pair_rows gw-app gw-pass "app-only mode / pass-through (access log off, tokens of ${#app_token} and ${#pass_token} bytes)"
   printf '| calls to Graph and Entra ID while the gateways answered %s hits | **%s** | 0 | %s |\n' \
     "$(awk -F'\t' '$2!="baseline"{s+=$6} END{print s+0}' "$work/hit.tsv")" "$hit_sim_calls" \
     "$([[ "$hit_sim_calls" == "0 report calls, 0 token requests, 0 JWKS fetches" ]] && echo met || echo FAILED)"
