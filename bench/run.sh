@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The load benchmark of skype-gateway (BENCHMARKS.md explains the figures and holds a full run).
 #
-# Builds in release, installs wrk, curl and redis-server from Debian when missing, starts the
+# Builds in release, installs wrk, curl, redis-server and jq from Debian when missing, starts the
 # Graph simulator (crates/graph-simulator/examples/simulator.rs), the gateway, a redis-server and
 # a minimal actix-web baseline (examples/baseline.rs) on loopback, and measures:
 #   1. the hit path under wrk, gateway (access log on and off, and off with a shared cache on
 #      Redis) against the baseline, alternating, several rounds: ratios of requests/s and of p99
-#      latency, and of the gateway with Redis against without;
+#      latency, and of the gateway with Redis against without; and a gateway in app-only mode
+#      (--graph-auth app against the simulator's Entra ID, a caller token minted by it) against
+#      the pass-through gateway asked with a token of the same length;
 #   2. the miss path: sequential cold requests (each a new tenant) against the same calls made
 #      straight to the simulator (302 + download): the gateway's own overhead, and what Redis
 #      adds to it;
@@ -15,8 +17,9 @@
 #   4. memory: RSS after 10,000 tenants x 4 periods, at the default --cache-max-bytes and at a
 #      small bound: RSS must stay within the bound + 64 MiB.
 # It prints a markdown table and writes it to --out. Exit status: 0 when coalescing and both
-# memory bounds hold and the hit-path runs were valid (all 200 HIT, and no Redis command but the
-# gateway's pings while the Redis-configured one answered them); 1 otherwise. Throughput
+# memory bounds hold and the hit-path runs were valid (all 200 HIT, no Redis command but the
+# gateway's pings while the Redis-configured one answered them, and no call to Graph or Entra
+# ID during the rounds); 1 otherwise. Throughput
 # and latency targets are reported, not enforced: on a shared 2-core machine they are noisy.
 #
 # Usage: bench/run.sh [--quick] [--out FILE]
@@ -77,6 +80,7 @@ missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v curl >/dev/null || missing+=(curl)
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v jq >/dev/null || missing+=(jq)
 if ((${#missing[@]})); then
   echo "installing from Debian: ${missing[*]}"
   apt-get update -qq
@@ -117,7 +121,7 @@ ms() { calc "$1/1000" "${2:-2}"; } # microseconds -> milliseconds
 failures=()
 
 # ---- 1. hit path --------------------------------------------------------------------------
-step "hit path: gateway (access log on / off / off with Redis) and baseline, $WORKERS worker each"
+step "hit path: gateway (access log on / off / off with Redis / app-only mode) and baseline, $WORKERS worker each"
 start_redis
 start_gateway gw-logged info --workers "$WORKERS"
 gw_on="$gw"
@@ -125,13 +129,34 @@ start_gateway gw-quiet 'info,skype_gateway::access=warn' --workers "$WORKERS"
 gw_off="$gw"
 start_gateway gw-redis 'info,skype_gateway::access=warn' --workers "$WORKERS" "${redis_flags[@]}"
 gw_redis="$gw"
+# App-only mode: the simulator's Entra ID registers the app and mints the caller's token.
+curl -sf -X POST "$sim/_simulator/demo-app" >"$work/demo-app.json" || fail "no demo app from the simulator"
+app_tenant="$(jq -r '.tenants[0]' "$work/demo-app.json")"
+start_gateway gw-app 'info,skype_gateway::access=warn' --workers "$WORKERS" --graph-auth app \
+  --authority-url "$sim" --client-id "$(jq -r .clientId "$work/demo-app.json")" \
+  --client-secret "$(jq -r .clientSecret "$work/demo-app.json")" \
+  --caller-audience "$(jq -r .audience "$work/demo-app.json")" --tenants "$app_tenant"
+gw_app="$gw"
+app_token="$(curl -sf -d "{\"tenant\":\"$app_tenant\"}" "$sim/_simulator/caller-tokens" | jq -r .accessToken)"
+[[ "$app_token" == *.*.* ]] || fail "the simulator minted no caller token"
 token="$("$client_bin" token --tenant bench-hit-tenant --token-bytes "$TOKEN_BYTES")"
+# What the hit path does per request on a token grows with its length: app-only mode is compared
+# with the pass-through gateway asked with a token as long as the caller's.
+pass_token="$("$client_bin" token --tenant bench-hit-tenant-short --token-bytes "${#app_token}")"
+echo "tokens: pass-through $TOKEN_BYTES requested, ${#token} bytes; caller token ${#app_token} bytes, pass-through of its length ${#pass_token} bytes"
 export BENCH_TOKEN="$token"
-for gw in "$gw_on" "$gw_off" "$gw_redis"; do
-  first="$(curl -s -o "$work/body.json" -D - -H "Authorization: Bearer $token" \
-    "$gw/skype/activity-counts/D7" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache-status"{print $2}')"
-  [[ "$first" == MISS ]] || fail "warming $gw: expected MISS, got '$first'"
-done
+warm() { # warm URL TOKEN: the first request must be a MISS
+  local first
+  first="$(curl -s -o "$work/body.json" -D - -H "Authorization: Bearer $2" \
+    "$1/skype/activity-counts/D7" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache-status"{print $2}')"
+  [[ "$first" == MISS ]] || fail "warming $1: expected MISS, got '$first'"
+}
+warm "$gw_app" "$app_token"
+cp "$work/body.json" "$work/app-body.json"
+warm "$gw_off" "$pass_token"
+for gw in "$gw_on" "$gw_off" "$gw_redis"; do warm "$gw" "$token"; done
+cmp -s "$work/body.json" "$work/app-body.json" ||
+  echo "note: app-only mode answers $(wc -c <"$work/app-body.json") bytes (another tenant's report), pass-through $(wc -c <"$work/body.json")"
 curl -s -D "$work/gw.headers" -o /dev/null -H "Authorization: Bearer $token" "$gw_off/skype/activity-counts/D7"
 grep -qi '^x-cache-status: HIT' "$work/gw.headers" || fail "the second request is not a HIT"
 
@@ -149,9 +174,9 @@ header_bytes() { awk 'NR>1' "$1" | wc -c; }
 echo "body $(wc -c <"$work/body.json") bytes; headers: gateway $gw_headers ($(header_bytes "$work/gw.headers") bytes), baseline $base_headers ($(header_bytes "$work/base.headers") bytes)"
 ((gw_headers == base_headers)) || fail "header count differs: gateway $gw_headers, baseline $base_headers"
 
-wrk_run() { # wrk_run URL SECONDS: the WRK line of report.lua
-  wrk -t"$WRK_THREADS" -c"$WRK_CONNECTIONS" -d"${2}s" -s bench/report.lua \
-    "$1/skype/activity-counts/D7" | grep '^WRK '
+wrk_run() { # wrk_run URL SECONDS [TOKEN]: the WRK line of report.lua
+  BENCH_TOKEN="${3:-$BENCH_TOKEN}" wrk -t"$WRK_THREADS" -c"$WRK_CONNECTIONS" -d"${2}s" \
+    -s bench/report.lua "$1/skype/activity-counts/D7" | grep '^WRK '
 }
 wrk_field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
 cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; } # user and system time of a process
@@ -164,26 +189,35 @@ redis_commands() {
     awk -F'[:=,]' '/^cmdstat_/ && $1!="cmdstat_ping" && $1!="cmdstat_info" {s+=$3} END{print s+0}'
 }
 
-for url in "$base" "$gw_off" "$gw_on" "$gw_redis"; do wrk_run "$url" "$WARMUP_SECONDS" >/dev/null; done
+# sim_calls: "report calls, token requests, JWKS fetches" the simulator has answered.
+sim_calls() { curl -sf "$sim/_simulator/stats" | jq -r '"\(.reportCalls) \(.tokenRequests) \(.jwksFetches)"'; }
+
+# gw-pass is the pass-through gateway gw-quiet, asked with a token as long as gw-app's.
+targets=(baseline gw-quiet gw-logged gw-redis gw-pass gw-app)
+declare -A url_of=([baseline]="$base" [gw-quiet]="$gw_off" [gw-logged]="$gw_on" [gw-redis]="$gw_redis"
+  [gw-pass]="$gw_off" [gw-app]="$gw_app")
+declare -A token_of=([gw-pass]="$pass_token" [gw-app]="$app_token")
+declare -A pid_for=([baseline]="${pid_of[baseline]}" [gw-quiet]="${pid_of[gw-quiet]}"
+  [gw-logged]="${pid_of[gw-logged]}" [gw-redis]="${pid_of[gw-redis]}"
+  [gw-pass]="${pid_of[gw-quiet]}" [gw-app]="${pid_of[gw-app]}")
+for t in "${targets[@]}"; do wrk_run "${url_of[$t]}" "$WARMUP_SECONDS" "${token_of[$t]:-}" >/dev/null; done
 read -r on_hits0 on_others0 < <(lookups "$gw_on")
 read -r off_hits0 off_others0 < <(lookups "$gw_off")
 read -r redis_hits0 redis_others0 < <(lookups "$gw_redis")
+read -r app_hits0 app_others0 < <(lookups "$gw_app")
+read -r sim_reports0 sim_tokens0 sim_jwks0 < <(sim_calls)
 redis_commands0=$(redis_commands)
 : >"$work/hit.tsv"
-targets=(baseline gw-quiet gw-logged gw-redis)
-declare -A url_of=([baseline]="$base" [gw-quiet]="$gw_off" [gw-logged]="$gw_on" [gw-redis]="$gw_redis")
-declare -A pid_for=([baseline]="${pid_of[baseline]}" [gw-quiet]="${pid_of[gw-quiet]}"
-  [gw-logged]="${pid_of[gw-logged]}" [gw-redis]="${pid_of[gw-redis]}")
 for ((round = 1; round <= ROUNDS; round++)); do
   # Alternate the order each round so neither side always runs first after a pause.
   if ((round % 2)); then
-    order=(baseline gw-quiet gw-logged gw-redis)
+    order=(baseline gw-quiet gw-logged gw-redis gw-pass gw-app)
   else
-    order=(gw-redis gw-logged gw-quiet baseline)
+    order=(gw-app gw-pass gw-redis gw-logged gw-quiet baseline)
   fi
   for t in "${order[@]}"; do
     read -r user0 sys0 < <(cpu_ticks "${pid_for[$t]}")
-    line="$(wrk_run "${url_of[$t]}" "$WRK_SECONDS")"
+    line="$(wrk_run "${url_of[$t]}" "$WRK_SECONDS" "${token_of[$t]:-}")"
     read -r user1 sys1 < <(cpu_ticks "${pid_for[$t]}")
     rps=$(wrk_field rps <<<"$line")
     p99=$(wrk_field p99_us <<<"$line")
@@ -203,7 +237,10 @@ done
 read -r on_hits1 on_others1 < <(lookups "$gw_on")
 read -r off_hits1 off_others1 < <(lookups "$gw_off")
 read -r redis_hits1 redis_others1 < <(lookups "$gw_redis")
+read -r app_hits1 app_others1 < <(lookups "$gw_app")
+read -r sim_reports1 sim_tokens1 sim_jwks1 < <(sim_calls)
 hit_redis_commands=$(($(redis_commands) - redis_commands0))
+hit_sim_calls="$((sim_reports1 - sim_reports0)) report calls, $((sim_tokens1 - sim_tokens0)) token requests, $((sim_jwks1 - sim_jwks0)) JWKS fetches"
 col() { awk -F'\t' -v t="$1" -v c="$2" '$2==t{print $c}' "$work/hit.tsv"; }
 sum() { awk '{s+=$1} END{print s+0}'; }
 hit_valid=yes
@@ -212,14 +249,19 @@ for t in "${targets[@]}"; do
 done
 for pair in "gw-logged $((on_hits1 - on_hits0)) $((on_others1 - on_others0))" \
   "gw-quiet $((off_hits1 - off_hits0)) $((off_others1 - off_others0))" \
-  "gw-redis $((redis_hits1 - redis_hits0)) $((redis_others1 - redis_others0))"; do
+  "gw-redis $((redis_hits1 - redis_hits0)) $((redis_others1 - redis_others0))" \
+  "gw-app $((app_hits1 - app_hits0)) $((app_others1 - app_others0))"; do
   read -r t hits others <<<"$pair"
   counted=$(col "$t" 6 | sum)
+  [[ "$t" == gw-quiet ]] && counted=$((counted + $(col gw-pass 6 | sum)))
   echo "$t: wrk counted $counted answers, the gateway counted $hits hits and $others other lookups"
   ((others == 0 && hits >= counted)) || hit_valid="no: $t answered $others requests other than HIT"
 done
 echo "gw-redis: Redis ran $hit_redis_commands commands other than PING during the rounds"
 ((hit_redis_commands == 0)) || hit_valid="no: Redis ran $hit_redis_commands commands while gw-redis answered hits"
+echo "the simulator answered $hit_sim_calls during the rounds"
+[[ "$hit_sim_calls" == "0 report calls, 0 token requests, 0 JWKS fetches" ]] ||
+  hit_valid="no: the simulator answered $hit_sim_calls during the hit-path rounds"
 [[ "$hit_valid" == yes ]] || failures+=("hit path runs invalid ($hit_valid)")
 
 base_rps=$(col baseline 3 | median)
@@ -238,21 +280,30 @@ hit_row() { # hit_row NAME LABEL: two table rows for one gateway
   cpu=$(col "$1" 8 | median)
   printf '| hit path server CPU per request, %s | %s us / %s us = %s | (explains the above) | - |\n' "$2" "$cpu" "$base_cpu" "$(calc "$cpu/$base_cpu")"
 }
-redis_hit_rows() { # the gateway with a shared cache on Redis against the same without
-  local rps quiet r p99 quiet_p99 cpu quiet_cpu
-  rps=$(col gw-redis 3 | median)
-  quiet=$(col gw-quiet 3 | median)
-  r=$(calc "$rps/$quiet")
-  printf '| hit path req/s, Redis configured / not (access log off) | %.0f / %.0f = **%s** | >= 0.95 | %s |\n' "$rps" "$quiet" "$r" \
+pair_rows() { # pair_rows T REF LABEL: T's req/s over REF's (target >= 0.95), then p99 and CPU
+  local rps ref r p99 ref_p99 cpu ref_cpu
+  rps=$(col "$1" 3 | median)
+  ref=$(col "$2" 3 | median)
+  r=$(calc "$rps/$ref")
+  printf '| hit path req/s, %s | %.0f / %.0f = **%s** | >= 0.95 | %s |\n' "$3" "$rps" "$ref" "$r" \
     "$(awk -v r="$r" 'BEGIN{print (r>=0.95 ? "met" : sprintf("missed by %.0f%%", (0.95-r)/0.95*100))}')"
-  p99=$(col gw-redis 5 | median)
-  quiet_p99=$(col gw-quiet 5 | median)
-  cpu=$(col gw-redis 8 | median)
-  quiet_cpu=$(col gw-quiet 8 | median)
-  printf '| hit path p99 and CPU per request, Redis configured / not | p99 %s ms / %s ms = %s; CPU %s us / %s us = %s | (explains the above) | - |\n' \
-    "$(ms "$p99")" "$(ms "$quiet_p99")" "$(calc "$p99/$quiet_p99")" "$cpu" "$quiet_cpu" "$(calc "$cpu/$quiet_cpu")"
+  p99=$(col "$1" 5 | median)
+  ref_p99=$(col "$2" 5 | median)
+  cpu=$(col "$1" 8 | median)
+  ref_cpu=$(col "$2" 8 | median)
+  printf '| hit path p99 and CPU per request, %s | p99 %s ms / %s ms = %s; CPU %s us / %s us = %s | (explains the above) | - |\n' \
+    "${3%% (*}" "$(ms "$p99")" "$(ms "$ref_p99")" "$(calc "$p99/$ref_p99")" "$cpu" "$ref_cpu" "$(calc "$cpu/$ref_cpu")"
+}
+redis_hit_rows() { # the gateway with a shared cache on Redis against the same without
+  pair_rows gw-redis gw-quiet "Redis configured / not (access log off)"
   printf '| Redis commands while the Redis-configured gateway answered %s hits | **%s** (its once-a-second PING left out) | 0 | %s |\n' \
     "$(col gw-redis 6 | sum)" "$hit_redis_commands" "$( ((hit_redis_commands == 0)) && echo met || echo FAILED)"
+}
+app_hit_rows() { # app-only mode against pass-through, tokens of the same length
+  pair_rows gw-app gw-pass "app-only mode / pass-through (access log off, tokens of ${#app_token} and ${#pass_token} bytes)"
+  printf '| calls to Graph and Entra ID while the gateways answered %s hits | **%s** | 0 | %s |\n' \
+    "$(awk -F'\t' '$2!="baseline"{s+=$6} END{print s+0}' "$work/hit.tsv")" "$hit_sim_calls" \
+    "$([[ "$hit_sim_calls" == "0 report calls, 0 token requests, 0 JWKS fetches" ]] && echo met || echo FAILED)"
 }
 
 # ---- 2. miss path -------------------------------------------------------------------------
@@ -297,7 +348,7 @@ co_ok=yes
 [[ "$co_answers" =~ ^(200_(MISS|HIT):[0-9]+,?)+$ ]] || co_ok=no
 [[ "$co_ok" == yes ]] || failures+=("coalescing: $co_reports report + $co_downloads download calls, answers $co_answers")
 
-for name in gw-logged gw-quiet gw-redis baseline redis; do stop "$name"; done
+for name in gw-logged gw-quiet gw-redis gw-app baseline redis; do stop "$name"; done
 
 # ---- 4. memory ----------------------------------------------------------------------------
 rss_kib() { awk -v k="$2:" '$1==k{print $2}' "/proc/$1/status"; }
@@ -337,6 +388,7 @@ step "results"
   echo "Load: wrk -t$WRK_THREADS -c$WRK_CONNECTIONS -d${WRK_SECONDS}s, $ROUNDS alternating rounds after a ${WARMUP_SECONDS}s warm-up;"
   echo "gateway and baseline --workers $WORKERS; tokens of $TOKEN_BYTES bytes; simulator latency 0; medians over the rounds."
   echo "gw-redis: --redis-url to $(redis-server --version | awk '{print $1, $2, $3}') on loopback (--save \"\" --appendonly no), --shared-secret-file, defaults otherwise."
+  echo "gw-app: --graph-auth app against the simulator's Entra ID (client secret, one tenant), a caller token of ${#app_token} bytes (RS256) from it; gw-pass: gw-quiet asked with a pass-through token of ${#pass_token} bytes."
   echo
   echo "| figure | measured | target | verdict |"
   echo "|---|---|---|---|"
@@ -344,6 +396,7 @@ step "results"
   hit_row gw-logged "access log on"
   hit_row gw-redis "access log off, Redis configured"
   redis_hit_rows
+  app_hit_rows
   miss_row "$work/miss-quiet.txt" "access log off, $MISS_COUNT x D7"
   miss_row "$work/miss-logged.txt" "access log on, $MISS_COUNT x D7"
   miss_row "$work/miss-quiet.txt" "access log off, Redis configured, $MISS_COUNT x D7" also
@@ -353,7 +406,7 @@ step "results"
     "$([[ $co_ok == yes ]] && echo met || echo FAILED)"
   printf '%s\n' "${mem_rows[@]}"
   echo
-  echo "Hit-path rounds (gw-quiet: access log off; gw-logged: access log on; gw-redis: access log off, --redis-url on a local redis-server; CPU: the server's user + system time per answer):"
+  echo "Hit-path rounds (gw-quiet: access log off; gw-logged: access log on; gw-redis: access log off, --redis-url on a local redis-server; gw-app: access log off, --graph-auth app, a caller token of ${#app_token} bytes; gw-pass: gw-quiet asked with a token of ${#pass_token} bytes; CPU: the server's user + system time per answer):"
   echo
   echo "| round | target | req/s | p50 ms | p99 ms | CPU us/req | user | system |"
   echo "|---|---|---|---|---|---|---|---|"

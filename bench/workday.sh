@@ -11,14 +11,24 @@
 # and gateways. Per run it reports the
 # requests and their answers, Graph's report calls and 429s, the answers to tokens Graph had
 # validated that were not 200, the floor of report calls and what new tokens met.
+# With --app the gateways run in app-only mode (--graph-auth app) against the simulator's Entra
+# ID, with the app the simulator registers for its demo (POST /_simulator/demo-app), and each
+# user's tokens are caller tokens of one served tenant minted by it for that user; the run also
+# reports Entra ID's token requests and JWKS fetches.
 #
 # Exit status: 0 when Graph answered no 429 and every request of a token Graph had validated was
-# answered 200, in every run; 1 otherwise.
+# answered 200, in every run, and with --app when every request was answered 200 and Graph's
+# report calls were at most the ceiling (4 periods x the fresh windows of the day, whatever the
+# number of users) in every run, and with --app --quick the same for every user count; 1
+# otherwise.
 #
-# Usage: bench/workday.sh [--quick] [--out FILE] [--users "U ..."] [--minutes M] [--seed S]
-#                         [--replicas "N ..."]
+# Usage: bench/workday.sh [--quick] [--app] [--out FILE] [--users "U ..."] [--minutes M]
+#                         [--seed S] [--replicas "N ..."]
 #   --quick    20 users through 36 simulated minutes, on 1 gateway and on 3 replicas (CI: about
-#              40 s each once built)
+#              40 s each once built); with --app, 50 and 150 users through 24 simulated
+#              minutes on 1 gateway (about 50 s), a day in which both ask every period in
+#              each of its fresh windows, so both cost the ceiling
+#   --app      app-only mode (above); the table goes to bench/workday-app-results.md unless --out
 #   --out      where the table goes (default: bench/workday-results.md, ignored by git)
 #   --users    the runs' user counts (default "5 20 50 150")
 #   --minutes  the day's length in simulated minutes (default 240)
@@ -30,9 +40,10 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
-usage="usage: bench/workday.sh [--quick] [--out FILE] [--users \"U ...\"] [--minutes M] [--seed S] [--replicas \"N ...\"]"
+usage="usage: bench/workday.sh [--quick] [--app] [--out FILE] [--users \"U ...\"] [--minutes M] [--seed S] [--replicas \"N ...\"]"
 quick=0
-out="$repo/bench/workday-results.md"
+app=0
+out=""
 users=""
 minutes=""
 seed=1
@@ -40,6 +51,7 @@ replica_counts=""
 while (($#)); do
   case "$1" in
     --quick) quick=1 ;;
+    --app) app=1 ;;
     --out) out="$2"; shift ;;
     --users) users="$2"; shift ;;
     --minutes) minutes="$2"; shift ;;
@@ -49,7 +61,17 @@ while (($#)); do
   esac
   shift
 done
-if ((quick)); then
+if ((app)); then
+  out="${out:-$repo/bench/workday-app-results.md}"
+else
+  out="${out:-$repo/bench/workday-results.md}"
+fi
+if ((quick && app)); then
+  MODE="quick, app-only"
+  users="${users:-50 150}"
+  minutes="${minutes:-24}"
+  replica_counts="${replica_counts:-1}"
+elif ((quick)); then
   MODE=quick
   users="${users:-20}"
   minutes="${minutes:-36}"
@@ -59,6 +81,7 @@ else
   users="${users:-5 20 50 150}"
   minutes="${minutes:-240}"
   replica_counts="${replica_counts:-1}"
+  ((app)) && MODE="full, app-only"
 fi
 
 # ---- settings (printed with the results) --------------------------------------------------
@@ -70,6 +93,9 @@ FRESH_TTL=15s        # 15 simulated minutes, the gateway's default
 FRESH_MS=15000
 STALE_TTL=24m        # 24 simulated hours, the default
 MAX_RETRY_WAIT=200ms # 10 s scaled, about
+# App-only mode's most report calls in a day, whatever the users: each of the 4 periods once per
+# fresh window of the day.
+ceiling=$((4 * ((minutes * MINUTE_MS + FRESH_MS - 1) / FRESH_MS)))
 GATEWAY_FLAGS=(--graph-budget "$PER_APP/10s" --graph-tenant-budget "$PER_TENANT/10s"
   --fresh-ttl "$FRESH_TTL" --stale-ttl "$STALE_TTL" --max-retry-wait "$MAX_RETRY_WAIT")
 
@@ -77,10 +103,13 @@ step() { printf '\n=== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 started_at=$SECONDS
 
 step "tools"
-if ! command -v curl >/dev/null; then
-  echo "installing from Debian: curl"
+missing=()
+command -v curl >/dev/null || missing+=(curl)
+command -v jq >/dev/null || missing+=(jq)
+if ((${#missing[@]})); then
+  echo "installing from Debian: ${missing[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # ---- build --------------------------------------------------------------------------------
@@ -112,6 +141,7 @@ done
 rows=()
 new_rows=()
 failures=()
+calls_of=()
 for u in $users; do
   for n in $replica_counts; do
     run="$u-$n"
@@ -124,6 +154,16 @@ for u in $users; do
     wait_for 30 "the simulator to print its origin" grep -q '^simulator origin' "$work/simulator-$run.log"
     sim="$(awk '/^simulator origin/{print $3; exit}' "$work/simulator-$run.log")"
 
+    auth=()
+    client_auth=()
+    if ((app)); then
+      curl -sf -X POST "$sim/_simulator/demo-app" >"$work/demo-app-$run.json" || fail "no demo app from the simulator"
+      tenant="$(jq -r '.tenants[0]' "$work/demo-app-$run.json")"
+      auth=(--graph-auth app --authority-url "$sim" --client-id "$(jq -r .clientId "$work/demo-app-$run.json")"
+        --client-secret "$(jq -r .clientSecret "$work/demo-app-$run.json")"
+        --caller-audience "$(jq -r .audience "$work/demo-app-$run.json")" --tenants "$tenant")
+      client_auth=(--caller-tokens "$sim" --tenant "$tenant")
+    fi
     shared=()
     if ((n > 1)); then
       start_redis
@@ -134,7 +174,7 @@ for u in $users; do
       log="$work/gateway-$run-$i.log"
       RUST_LOG='info,skype_gateway::access=warn' "$release/skype-gateway" --listen 127.0.0.1:0 \
         --graph-base-url "$sim/v1.0" --download-allowlist "$sim" --shutdown-drain 0s \
-        --shutdown-timeout 5s "${GATEWAY_FLAGS[@]}" "${shared[@]}" >"$log" 2>&1 &
+        --shutdown-timeout 5s "${GATEWAY_FLAGS[@]}" "${auth[@]}" "${shared[@]}" >"$log" 2>&1 &
       pid_of[gateway$i]=$!
       pids+=($!)
       wait_for 30 "gateway $i to log its port" grep -q '(port [0-9]*)' "$log"
@@ -145,7 +185,7 @@ for u in $users; do
     timeout $((minutes * MINUTE_MS / 1000 + 120)) "$release/examples/workday" \
       --gateway "$(IFS=,; echo "${gateways[*]}")" \
       --users "$u" --minute-ms "$MINUTE_MS" --minutes "$minutes" --fresh-ms "$FRESH_MS" \
-      --seed "$seed" --log "$work/requests-$run.tsv" >"$result" || fail "the workday client failed ($u users, $shape)"
+      --seed "$seed" "${client_auth[@]}" --log "$work/requests-$run.tsv" >"$result" || fail "the workday client failed ($u users, $shape)"
     cat "$result"
     curl -sf "$sim/_simulator/stats" >"$work/stats-$run.json" || fail "no simulator stats"
     gw_429=0 deferred_budget=0 deferred_paused=0 redis_errors=0
@@ -170,11 +210,25 @@ for u in $users; do
     echo "simulator: $calls report calls, $throttled throttled; gateways: $gw_429 Graph 429s, deferred $deferred_budget budget + $deferred_paused paused, $redis_errors Redis errors; requests per gateway $(field per_gateway "$result")"
     ((throttled == 0)) || failures+=("$u users, $shape: Graph answered $throttled report calls 429")
     ((bad == 0)) || failures+=("$u users, $shape: $bad requests of validated tokens were not 200 ($(field validated_not_200_examples "$result"))")
+    entra="$(json_number tokenRequests "$work/stats-$run.json") + $(json_number jwksFetches "$work/stats-$run.json")"
+    if ((app)); then
+      not_200=$(field not_200 "$result")
+      ((not_200 == 0)) || failures+=("$u users, $shape: $not_200 requests were not answered 200")
+      ((calls <= ceiling)) || failures+=("$u users, $shape: $calls report calls, over the ceiling of $ceiling")
+      calls_of+=("$calls")
+      echo "Entra ID: token requests + JWKS fetches $entra"
+    fi
 
-    rows+=("$(printf '| %s | %s | %s | %s | **%s** | **%s** | **%s** | %s + %s = %s | **%s** | %s |' \
-      "$n" "$u" "$(field requests "$result")" "$(field answers "$result" | sed 's/,/, /g; s/_/ /g')" \
-      "$calls" "$throttled" "$bad" "$(field floor_tokens "$result")" \
-      "$(field floor_revalidations "$result")" "$floor" "$ratio" "$deferred_budget")")
+    if ((app)); then
+      rows+=("$(printf '| %s | %s | %s | %s | **%s** | **%s** | **%s** | %s | **%s** | %s |' \
+        "$n" "$u" "$(field requests "$result")" "$(field answers "$result" | sed 's/,/, /g; s/_/ /g')" \
+        "$calls" "$throttled" "$(field not_200 "$result")" "$floor" "$ratio" "$entra")")
+    else
+      rows+=("$(printf '| %s | %s | %s | %s | **%s** | **%s** | **%s** | %s + %s = %s | **%s** | %s |' \
+        "$n" "$u" "$(field requests "$result")" "$(field answers "$result" | sed 's/,/, /g; s/_/ /g')" \
+        "$calls" "$throttled" "$bad" "$(field floor_tokens "$result")" \
+        "$(field floor_revalidations "$result")" "$floor" "$ratio" "$deferred_budget")")
+    fi
     new_rows+=("$(printf '| %s | %s | %s | %s | %s | %s s | %s ms (max %s) | %s | %s |' \
       "$n" "$u" "$(field new_tokens "$result")" "$(field new_token_first_answers "$result" | sed 's/,/, /g; s/_/ /g')" \
       "$(field new_token_429 "$result")" "$(field new_token_429_median_retry_after_s "$result")" \
@@ -184,16 +238,27 @@ for u in $users; do
   done
 done
 
+if ((app && quick)) && (($(printf '%s\n' "${calls_of[@]}" | sort -u | wc -l) > 1)); then
+  failures+=("app-only mode: Graph's report calls differ with the number of users (${calls_of[*]})")
+fi
+
 # ---- results ------------------------------------------------------------------------------
 step "results"
 {
   echo "### skype-gateway workday, $MODE mode, $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo
   echo "Machine: $(nproc) CPUs, $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo), $(awk '/^MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)."
+  if ((app)); then
+    echo "App-only mode: --graph-auth app against the simulator's Entra ID (client secret, one tenant); each user's tokens minted by it (RS256), the user's own oid."
+  fi
   echo "One tenant, one app; $minutes simulated minutes of ${MINUTE_MS} ms; seed $seed. Simulator: --per-app $PER_APP --per-tenant $PER_TENANT --window-ms $WINDOW_MS."
   echo "Gateway: ${GATEWAY_FLAGS[*]} (reserve 4, the default). Gateways N > 1: N replicas sharing one cache on one redis-server (--save \"\" --appendonly no), each user's requests round-robin over them."
   echo
-  echo "| gateways | users | requests | answers | Graph report calls | Graph 429s | validated tokens not 200 | floor (tokens + revalidations) | calls / floor | calls deferred (budget) |"
+  if ((app)); then
+    echo "| gateways | users | requests | answers | Graph report calls | Graph 429s | requests not 200 | floor (periods' calls) | calls / floor | Entra ID token requests + JWKS fetches |"
+  else
+    echo "| gateways | users | requests | answers | Graph report calls | Graph 429s | validated tokens not 200 | floor (tokens + revalidations) | calls / floor | calls deferred (budget) |"
+  fi
   echo "|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
   echo
@@ -202,8 +267,16 @@ step "results"
   echo "| gateways | users | new tokens | first answer | 429 | median Retry-After | median wait to a 200 | never 200 | minutes not asked (waiting) |"
   echo "|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${new_rows[@]}"
+  if ((app)); then
+    echo
+    echo "Graph's report calls per user count: ${calls_of[*]}; the ceiling (4 periods x $((ceiling / 4)) fresh windows of the day): $ceiling."
+  fi
   echo
   echo "Release build ${build_seconds}s; whole run $((SECONDS - started_at))s."
 } >"$work/results.md"
 publish_results workday
-echo "workday: no Graph 429, every validated token answered 200"
+if ((app)); then
+  echo "workday: no Graph 429, every request answered 200, Graph's calls within the ceiling$( ((quick)) && echo ", the same for every user count")"
+else
+  echo "workday: no Graph 429, every validated token answered 200"
+fi

@@ -8,8 +8,12 @@
 //!
 //! ```text
 //! workday --gateway URL[,URL...] --users U --minute-ms MS --minutes M --fresh-ms MS
-//!         [--seed S] [--tenant T] [--app A] [--log FILE]
+//!         [--seed S] [--tenant T] [--app A] [--caller-tokens ORIGIN] [--log FILE]
 //! ```
+//! Tokens are Graph-shaped pass-through tokens of tenant `T` and app `A` unless
+//! `--caller-tokens` names a simulator: then each is a caller token its Entra ID mints for the
+//! gateway's API in app-only mode (`POST /_simulator/caller-tokens`), of tenant `T` (a GUID) and
+//! of the user's own object id.
 //! With several gateways (replicas behind one load balancer) each user's requests go round-robin
 //! over them, user `u` starting at gateway `u`, a retry going to the next one.
 //! `--minute-ms` is how long a simulated minute lasts, `--minutes` the day's length in simulated
@@ -19,10 +23,11 @@
 //! The floor is the fewest report calls any cache could have made for the same requests: one for
 //! each token's first request (only Graph can say that a token may read the report) and one for
 //! each request that finds its period older than `--fresh-ms` since the last call for it, a
-//! token's first call refreshing its period too.
+//! token's first call refreshing its period too. With caller tokens the gateway checks tokens
+//! itself, so the floor is the periods' calls alone.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet, hash_map::Entry},
     fmt::Write as _,
     process::ExitCode,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -47,6 +52,8 @@ struct Plan {
     seed: u64,
     tenant: String,
     app: String,
+    /// The simulator whose Entra ID mints caller tokens (app-only mode).
+    caller_tokens: Option<String>,
     log: Option<String>,
 }
 
@@ -84,6 +91,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Plan, String> {
         seed: number("seed", Some("1"))?,
         tenant: text("tenant", Some("workday-tenant"))?,
         app: text("app", Some("workday-dashboard"))?,
+        caller_tokens: map.get("caller-tokens").cloned(),
         log: map.get("log").cloned(),
     };
     if plan.gateways.is_empty() {
@@ -102,6 +110,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Plan, String> {
             "seed",
             "tenant",
             "app",
+            "caller-tokens",
             "log",
         ]
         .contains(&k.as_str())
@@ -196,13 +205,20 @@ async fn run_user(
             continue;
         }
         tokio::time::sleep_until(due.into()).await;
-        let token = tokens.entry(tick.token).or_insert_with(|| {
-            let exp = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs())
-                + 2 * 3600;
-            graph_simulator::test_app_token(&plan.tenant, &plan.app, Some(exp))
-        });
+        if let Entry::Vacant(slot) = tokens.entry(tick.token) {
+            let token = match &plan.caller_tokens {
+                Some(origin) => caller_token(http, origin, &plan.tenant, user).await,
+                None => {
+                    let exp = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs())
+                        + 2 * 3600;
+                    graph_simulator::test_app_token(&plan.tenant, &plan.app, Some(exp))
+                }
+            };
+            slot.insert(token);
+        }
+        let token = &tokens[&tick.token];
         for attempt in 0u32.. {
             let gateway = (user + turn + attempt as usize) % plan.gateways.len();
             let url = format!(
@@ -260,6 +276,32 @@ async fn run_user(
     run
 }
 
+/// A caller token of `tenant` for `user` from the Entra ID of the simulator at `origin`. When
+/// none can be had the user goes on with an empty token, which the gateway answers `401`: the
+/// run then shows it among the answers.
+async fn caller_token(http: &Client, origin: &str, tenant: &str, user: usize) -> String {
+    let body = serde_json::json!({
+        "tenant": tenant,
+        "objectId": format!("00000000-0000-4000-8000-{user:012}"),
+    });
+    let answer = http
+        .post(format!("{origin}/_simulator/caller-tokens"))
+        .send_json(&body)
+        .await;
+    let minted = match answer {
+        Ok(mut response) if response.status().is_success() => response
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|v| v["accessToken"].as_str().map(str::to_owned)),
+        _ => None,
+    };
+    minted.unwrap_or_else(|| {
+        eprintln!("error: no caller token from {origin} for user {user}");
+        String::new()
+    })
+}
+
 fn median(mut values: Vec<f64>) -> Option<f64> {
     values.sort_by(f64::total_cmp);
     let n = values.len();
@@ -275,8 +317,9 @@ fn show(value: Option<f64>) -> String {
 }
 
 /// The fewest report calls a cache with a fresh TTL of `fresh` could have made: see the module
-/// documentation. `records` in the order they were sent.
-fn floor(records: &[&Record], fresh: Duration) -> (usize, usize) {
+/// documentation. `records` in the order they were sent; `per_token`: each new token needs a
+/// call of its own (pass-through).
+fn floor(records: &[&Record], fresh: Duration, per_token: bool) -> (usize, usize) {
     let mut seen = HashSet::new();
     let mut confirmed: HashMap<&str, Duration> = HashMap::new();
     let (mut tokens, mut revalidations) = (0, 0);
@@ -284,7 +327,7 @@ fn floor(records: &[&Record], fresh: Duration) -> (usize, usize) {
         let stale = confirmed
             .get(record.period)
             .is_none_or(|&at| record.sent >= at + fresh);
-        if seen.insert(record.token) {
+        if per_token && seen.insert(record.token) {
             tokens += 1;
         } else if stale {
             revalidations += 1;
@@ -327,6 +370,14 @@ fn report(plan: &Plan, runs: &[UserRun], elapsed: Duration) -> String {
     }
     let answers: Vec<String> = answers.iter().map(|(k, v)| format!("{k}:{v}")).collect();
     line("answers", answers.join(","));
+    line(
+        "not_200",
+        records
+            .iter()
+            .filter(|r| r.status != 200)
+            .count()
+            .to_string(),
+    );
 
     // A token Graph has validated is one that got a 200 (only Graph's answer lets one in).
     let mut validated = HashSet::new();
@@ -402,7 +453,7 @@ fn report(plan: &Plan, runs: &[UserRun], elapsed: Duration) -> String {
         (first.len() - first_ok.len()).to_string(),
     );
 
-    let (tokens, revalidations) = floor(&records, plan.fresh);
+    let (tokens, revalidations) = floor(&records, plan.fresh, plan.caller_tokens.is_none());
     line("floor_tokens", tokens.to_string());
     line("floor_revalidations", revalidations.to_string());
     line("floor", (tokens + revalidations).to_string());
@@ -442,7 +493,8 @@ async fn main() -> ExitCode {
         Err(message) => {
             eprintln!(
                 "error: {message}\nusage: workday --gateway URL[,URL...] --users U --minute-ms MS \
-                 --minutes M --fresh-ms MS [--seed S] [--tenant T] [--app A] [--log FILE]"
+                 --minutes M --fresh-ms MS [--seed S] [--tenant T] [--app A] \
+                 [--caller-tokens ORIGIN] [--log FILE]"
             );
             return ExitCode::from(2);
         }

@@ -15,7 +15,8 @@
 //! | `DELETE /_simulator/limits` | `204`: throttling off, every call admitted and none counted |
 //! | `GET /_simulator/entities` | the users (sites, groups, teams) of every tenant, the rows of a per-entity report: `{"count":5}` |
 //! | `POST /_simulator/entities` | `204`: a new count (the same body, 0 to 1000000), for reports served from now on; `400` if the body is wrong |
-//! | `POST /_simulator/caller-tokens` | `{"accessToken":"...","expiresIn":3600}`: a caller token Entra ID would issue for the gateway's API, signed with the current key, for `{"tenant":"GUID","audience":"...","roles":["..."]}` (`audience` defaults to the `--demo` app's, `roles` to `["Reports.Read"]`); `400` if the body is wrong |
+//! | `POST /_simulator/caller-tokens` | `{"accessToken":"...","expiresIn":3600}`: a caller token Entra ID would issue for the gateway's API, signed with the current key, for `{"tenant":"GUID","audience":"...","roles":["..."]}` (`audience` defaults to the `--demo` app's, `roles` to `["Reports.Read"]`; an optional `objectId`, the caller's `oid` and `sub`, tells callers of one tenant apart); `400` if the body is wrong |
+//! | `POST /_simulator/demo-app` | `{"clientId":"...","clientSecret":"...","audience":"...","tenants":["GUID",...]}`: the `--demo` app registered (a new secret each call, the earlier ones still valid), for a gateway started in app-only mode against this simulator |
 //!
 //! A fault body is `{"fault":KIND, ...fields, "times":N}` or `{..., "always":true}` (no `times`
 //! means once). Kinds and fields: `status` (`status`, optional `retryAfter` seconds),
@@ -38,7 +39,12 @@ use std::time::{Duration, Instant};
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use super::{Fault, GraphLimits, entra::control_caller_token, limits::WindowCounts, state::Shared};
+use super::{
+    Fault, GraphLimits,
+    entra::{control_caller_token, register_demo_app},
+    limits::WindowCounts,
+    state::Shared,
+};
 
 pub(super) fn scope() -> actix_web::Scope {
     web::scope("/_simulator")
@@ -55,6 +61,7 @@ pub(super) fn scope() -> actix_web::Scope {
         .route("/entities", web::get().to(entities))
         .route("/entities", web::post().to(set_entities))
         .route("/caller-tokens", web::post().to(caller_token))
+        .route("/demo-app", web::post().to(demo_app))
 }
 
 /// More rows than this would be a file of gigabytes, held in memory.
@@ -324,6 +331,8 @@ struct CallerTokenRequest {
     tenant: String,
     audience: Option<String>,
     roles: Option<Vec<String>>,
+    #[serde(rename = "objectId")]
+    object_id: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -342,6 +351,7 @@ async fn caller_token(body: web::Bytes, shared: web::Data<Shared>) -> HttpRespon
                 &request.tenant,
                 request.audience.as_deref(),
                 request.roles,
+                request.object_id,
             )
         });
     match minted {
@@ -351,6 +361,25 @@ async fn caller_token(body: web::Bytes, shared: web::Data<Shared>) -> HttpRespon
         }),
         Err(error) => HttpResponse::BadRequest().json(serde_json::json!({ "error": error })),
     }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DemoAppAnswer {
+    client_id: String,
+    client_secret: String,
+    audience: String,
+    tenants: Vec<String>,
+}
+
+async fn demo_app(shared: web::Data<Shared>) -> HttpResponse {
+    let demo = register_demo_app(&shared);
+    HttpResponse::Ok().json(DemoAppAnswer {
+        client_id: demo.client_id,
+        client_secret: demo.client_secret,
+        audience: demo.audience,
+        tenants: demo.tenants,
+    })
 }
 
 #[cfg(test)]

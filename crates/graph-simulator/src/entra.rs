@@ -1048,24 +1048,36 @@ impl Simulator {
 
     /// Registers the app of `--demo` in app-only mode (a fresh secret each call) and returns it.
     pub fn register_demo_app(&self) -> DemoApp {
-        let secret = format!("demo~{:032x}", rand::random::<u128>());
-        self.register_client_secret(DEMO_CLIENT_ID, &secret);
-        DemoApp {
-            client_id: DEMO_CLIENT_ID.to_string(),
-            client_secret: secret,
-            audience: DEMO_CLIENT_ID.to_string(),
-            tenants: DEMO_TENANTS.iter().map(|t| t.to_string()).collect(),
-        }
+        register_demo_app(&self.shared)
     }
 }
 
-/// A caller token for the control API: `tenant`, the demo app's audience unless given, and
-/// the roles given (default `Reports.Read`), valid an hour. `Err` names what is wrong.
+/// [`Simulator::register_demo_app`], for the control API too.
+pub(super) fn register_demo_app(shared: &Shared) -> DemoApp {
+    let secret = format!("demo~{:032x}", rand::random::<u128>());
+    let mut state = shared.lock();
+    state
+        .entra
+        .client(DEMO_CLIENT_ID)
+        .secrets
+        .push(secret.clone());
+    DemoApp {
+        client_id: DEMO_CLIENT_ID.to_string(),
+        client_secret: secret,
+        audience: DEMO_CLIENT_ID.to_string(),
+        tenants: DEMO_TENANTS.iter().map(|t| t.to_string()).collect(),
+    }
+}
+
+/// A caller token for the control API: `tenant`, the demo app's audience unless given, the
+/// roles given (default `Reports.Read`) and the caller's object id given (default one per
+/// tenant), valid an hour. `Err` names what is wrong.
 pub(super) fn control_caller_token(
     shared: &Shared,
     tenant: &str,
     audience: Option<&str>,
     roles: Option<Vec<String>>,
+    object_id: Option<String>,
 ) -> Result<(String, u64), String> {
     if !is_guid(tenant) {
         return Err(format!("tenant {tenant:?} is not a GUID"));
@@ -1073,6 +1085,12 @@ pub(super) fn control_caller_token(
     let mut token = CallerToken::new(tenant, audience.unwrap_or(DEMO_CLIENT_ID));
     if let Some(roles) = roles {
         token.roles = roles;
+    }
+    if let Some(object_id) = object_id {
+        if object_id.is_empty() {
+            return Err("objectId must not be empty".into());
+        }
+        token.object_id = object_id;
     }
     let rotations = shared.lock().entra.rotations;
     let lifetime = token.expires_at - token.issued_at;

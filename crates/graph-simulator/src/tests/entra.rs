@@ -796,15 +796,68 @@ async fn the_control_api_mints_caller_tokens() {
         (&claims["aud"], &claims["roles"]),
         (&json!("api://x"), &json!(["Other"]))
     );
+    let default_oid = claims["oid"].clone();
+
+    let reply =
+        mint(r#"{"tenant":"3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b","objectId":"user-7"}"#).await;
+    let claims = verify(
+        &jwks(&sim, TENANT).await,
+        reply.json()["accessToken"].as_str().unwrap(),
+    )
+    .expect("verifies");
+    assert_eq!(
+        (&claims["oid"], &claims["sub"]),
+        (&json!("user-7"), &json!("user-7"))
+    );
+    assert_ne!(claims["oid"], default_oid);
 
     for bad in [
         r#"{"tenant":"contoso"}"#,
         r#"{"audience":"api://x"}"#,
         r#"{"tenant":"3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b","scp":"x"}"#,
+        r#"{"tenant":"3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b","objectId":""}"#,
         "not json",
     ] {
         let reply = mint(bad).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
         assert!(reply.json()["error"].is_string(), "{bad}");
+    }
+}
+
+#[actix_web::test]
+async fn the_control_api_registers_the_demo_app_for_scripts() {
+    let sim = simulator().await;
+    let url = format!("{}/_simulator/demo-app", sim.origin());
+
+    let first = send_body(client().post(&url), "").await;
+    let second = send_body(client().post(&url), "").await;
+
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    let (first, second) = (first.json(), second.json());
+    let demo = sim.register_demo_app();
+    assert_eq!(
+        (&first["clientId"], &first["audience"], &first["tenants"]),
+        (
+            &json!(demo.client_id),
+            &json!(demo.audience),
+            &json!(demo.tenants)
+        )
+    );
+    assert_ne!(first["clientSecret"], second["clientSecret"]);
+    for answer in [&first, &second] {
+        for tenant in demo.tenants.iter() {
+            let reply = post_form(
+                &sim,
+                tenant,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &demo.client_id),
+                    ("scope", SCOPE),
+                    ("client_secret", answer["clientSecret"].as_str().unwrap()),
+                ],
+            )
+            .await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        }
     }
 }
