@@ -13,12 +13,13 @@
 #     app` one (app-only mode's series), and Prometheus accepts every dashboard query.
 # Every wait is bounded; a failure says what it waited for.
 #
-# Usage: bash ci/metrics/check.sh   (GATEWAY_BIN overrides the binary; default target/debug)
+# Usage: bash ci/metrics/check.sh   (GATEWAY_BIN overrides the binary; default target/debug, under
+# CARGO_TARGET_DIR when that is set)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
-bin="${GATEWAY_BIN:-target/debug/skype-gateway}"
+bin="${GATEWAY_BIN:-${CARGO_TARGET_DIR:-target}/debug/skype-gateway}"
 [[ -x "$bin" ]] || cargo build --locked --bin skype-gateway
 
 if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
