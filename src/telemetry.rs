@@ -132,12 +132,15 @@ pub async fn observe(
         .extensions()
         .get::<CacheStatus>()
         .map_or("-", |status| status.header_value());
-    // Formatted here, written by the access log's own thread.
+    // Formatted here, written by the access log's own thread. Milliseconds to three places from
+    // whole microseconds: integers format several times faster than a float to a precision.
     if let Some(access) = logging::access_log() {
+        let micros = elapsed.as_micros();
         access.write(format_args!(
-            "{method} {route} {} {:.3}ms cache={cache} request_id={}",
+            "{method} {route} {} {}.{:03}ms cache={cache} request_id={}",
             status.as_u16(),
-            elapsed.as_secs_f64() * 1000.0,
+            micros / 1000,
+            micros % 1000,
             request_id.as_str()
         ));
     }
