@@ -128,6 +128,11 @@ pub struct Config {
     #[arg(long, env = "SKYPE_GATEWAY_SHUTDOWN_DRAIN", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_drain: Duration,
 
+    /// How long an access log line may wait in the buffer before its writer writes it out; all
+    /// that is buffered is written when the gateway stops.
+    #[arg(long, env = "SKYPE_GATEWAY_ACCESS_LOG_INTERVAL", default_value = "50ms", value_parser = parse_duration)]
+    pub access_log_interval: Duration,
+
     /// After the drain, how long in-flight requests may take to finish.
     #[arg(long, env = "SKYPE_GATEWAY_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -220,6 +225,11 @@ pub struct Config {
     #[arg(long, env = "SKYPE_GATEWAY_TENANTS", value_delimiter = ',')]
     pub tenants: Vec<String>,
 
+    /// Origins of browser apps that may call the gateway (CORS), comma-separated, each
+    /// `scheme://host[:port]`; none by default, so browsers allow same-origin calls only.
+    #[arg(long, env = "SKYPE_GATEWAY_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<String>,
+
     /// Start an embedded Graph simulator on loopback and point the gateway at it.
     /// The variable takes true/false, 1/0, yes/no, on/off.
     #[arg(long, env = "SKYPE_GATEWAY_DEMO", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
@@ -229,6 +239,11 @@ pub struct Config {
     /// by flag name: refused without `--graph-auth app`.
     #[arg(skip)]
     pub app_defaults_given: Vec<&'static str>,
+
+    /// What start-up should warn about: settings that are ignored (an unknown
+    /// `SKYPE_GATEWAY_*` variable, a flag `--demo` overrides). Logged once the logger is up.
+    #[arg(skip)]
+    pub warnings: Vec<String>,
 }
 
 /// Where `--demo` listens unless told otherwise: it accepts any token, so not beyond this machine.
@@ -265,6 +280,12 @@ impl Config {
             if matches.value_source(id) != Some(ValueSource::DefaultValue) {
                 config.app_defaults_given.push(flag);
             }
+        }
+        config.warnings = unknown_variables(std::env::vars_os().map(|(name, _)| name));
+        if config.demo {
+            config
+                .warnings
+                .extend(demo_overrides(&matches, config.graph_auth));
         }
         Ok(config)
     }
@@ -493,6 +514,121 @@ impl Config {
     }
 }
 
+/// The prefix of every variable the gateway reads.
+const ENV_PREFIX: &str = "SKYPE_GATEWAY_";
+
+/// A warning for each `SKYPE_GATEWAY_*` variable among `names` that no setting reads (a typo
+/// would otherwise leave its setting at the default without a word), naming the closest one.
+fn unknown_variables(names: impl Iterator<Item = std::ffi::OsString>) -> Vec<String> {
+    let command = Config::command();
+    let known: Vec<(&str, String)> = command
+        .get_arguments()
+        .filter_map(|arg| {
+            let env = arg.get_env()?.to_str()?;
+            Some((env, format!("--{}", arg.get_long()?)))
+        })
+        .collect();
+    let mut unknown: Vec<String> = names
+        .filter_map(|name| name.into_string().ok())
+        .filter(|name| name.starts_with(ENV_PREFIX))
+        .filter(|name| !known.iter().any(|(env, _)| env == name))
+        .collect();
+    unknown.sort();
+    unknown
+        .into_iter()
+        .map(|name| {
+            let closest = known
+                .iter()
+                .map(|(env, flag)| (edit_distance(&name, env), env, flag))
+                .min_by_key(|(distance, ..)| *distance)
+                // Within a third of the name past its prefix: a typo, not another setting.
+                .filter(|(distance, ..)| *distance <= (name.len() - ENV_PREFIX.len()).div_ceil(3));
+            match closest {
+                Some((_, env, flag)) => format!(
+                    "{name} is not a setting of skype-gateway and is ignored; did you mean {env} ({flag})?"
+                ),
+                None => format!("{name} is not a setting of skype-gateway and is ignored"),
+            }
+        })
+        .collect()
+}
+
+/// Levenshtein's distance between two ASCII-ish names, by bytes.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, &ca) in a.as_bytes().iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != cb))
+                .min(above + 1)
+                .min(row[j] + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// The settings `--demo` replaces with its simulator's, each with whether its value may be
+/// printed.
+const DEMO_OVERRIDES: &[(&str, bool)] = &[("graph_base_url", true), ("download_allowlist", true)];
+
+/// In app-only mode `--demo` also brings its own app registration, credential and tenants.
+const DEMO_APP_OVERRIDES: &[(&str, bool)] = &[
+    ("authority_url", true),
+    ("client_id", true),
+    ("client_secret", false),
+    ("client_secret_file", true),
+    ("client_certificate_file", true),
+    ("client_assertion_file", true),
+    ("caller_audience", true),
+    ("tenants", true),
+];
+
+/// A warning for each setting given (by flag or variable) that `--demo` overrides.
+fn demo_overrides(matches: &clap::ArgMatches, graph_auth: GraphAuth) -> Vec<String> {
+    let command = Config::command();
+    let app = if graph_auth == GraphAuth::App {
+        DEMO_APP_OVERRIDES
+    } else {
+        &[]
+    };
+    DEMO_OVERRIDES
+        .iter()
+        .chain(app)
+        .filter(|(id, _)| {
+            matches!(
+                matches.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        })
+        .filter_map(|&(id, printable)| {
+            let arg = command.get_arguments().find(|a| a.get_id() == id)?;
+            let flag = format!("--{}", arg.get_long()?);
+            let env = arg
+                .get_env()
+                .map(|e| e.to_string_lossy())
+                .unwrap_or_default();
+            let value = if printable {
+                let values: Vec<String> = matches
+                    .get_raw(id)
+                    .into_iter()
+                    .flatten()
+                    .map(|v| v.to_string_lossy().into_owned())
+                    .collect();
+                format!(" {}", values.join(","))
+            } else {
+                String::new()
+            };
+            Some(format!(
+                "{flag} ({env}){value} is ignored: --demo replaces it with its simulator's"
+            ))
+        })
+        .collect()
+}
+
 /// How Graph is called: with each caller's own token, or as the gateway's app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum GraphAuth {
@@ -614,6 +750,25 @@ fn parse_base_url(s: &str) -> Result<Url, String> {
         return Err("must not carry a query, a fragment or credentials".into());
     }
     Ok(url)
+}
+
+/// An origin as a browser sends it in `Origin`: `scheme://host[:port]`, lowercase, without a
+/// default port, so that `https://App.example.com:443` matches what the browser sends.
+fn parse_origin(s: &str) -> Result<String, String> {
+    const SHAPE: &str = "must be an origin, scheme://host[:port], such as https://app.example.com";
+    let url = Url::parse(s.trim()).map_err(|e| format!("{e}: {SHAPE}"))?;
+    let bare = url.path() == "/" && !s.trim().ends_with('/');
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host().is_none()
+        || !bare
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(SHAPE.into());
+    }
+    Ok(url.origin().ascii_serialization())
 }
 
 #[cfg(test)]
@@ -927,5 +1082,54 @@ mod tests {
                 .validate()
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn cors_origins_are_origins_as_browsers_send_them() {
+        let config = parse(&[
+            "--cors-origins",
+            "https://App.Example.com:443,http://localhost:3000",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.cors_origins,
+            ["https://app.example.com", "http://localhost:3000"]
+        );
+        assert!(Config::defaults().cors_origins.is_empty());
+        for bad in [
+            "https://app.example.com/",
+            "https://app.example.com/path",
+            "https://app.example.com?x=1",
+            "https://user@app.example.com",
+            "ftp://app.example.com",
+            "app.example.com",
+            "*",
+        ] {
+            let err = parse(&["--cors-origins", bad]).unwrap_err();
+            assert!(err.contains("--cors-origins"), "{bad}: {err}");
+            assert!(err.contains("scheme://host[:port]"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_closest_known_variable_is_named_for_a_typo_only() {
+        let warnings = unknown_variables(
+            [
+                "SKYPE_GATEWAY_LISTN",
+                "SKYPE_GATEWAY_UNRELATED_THING",
+                "SKYPE_GATEWAY_LISTEN",
+                "OTHER_LISTN",
+            ]
+            .into_iter()
+            .map(Into::into),
+        );
+        assert_eq!(
+            warnings,
+            [
+                "SKYPE_GATEWAY_LISTN is not a setting of skype-gateway and is ignored; did you mean SKYPE_GATEWAY_LISTEN (--listen)?",
+                "SKYPE_GATEWAY_UNRELATED_THING is not a setting of skype-gateway and is ignored",
+            ]
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }

@@ -65,6 +65,10 @@ pub enum ApiError {
     /// before any service runs.
     #[error("the request did not arrive in time")]
     RequestTimeout,
+    /// A CORS preflight the gateway does not allow (an origin not in `--cors-origins`, a method
+    /// or header it does not take); no CORS header goes with it, so the browser refuses too.
+    #[error("CORS: {0}")]
+    CorsRejected(String),
     #[error("no such resource")]
     NotFound,
     #[error("method not allowed")]
@@ -91,6 +95,7 @@ impl ApiError {
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::ClientGone => "clientClosedRequest",
             ApiError::RequestTimeout => "requestTimeout",
+            ApiError::CorsRejected(_) => "corsRejected",
             ApiError::NotFound => "notFound",
             ApiError::MethodNotAllowed => "methodNotAllowed",
         }
@@ -147,7 +152,8 @@ pub struct ErrorDetail {
     /// A stable code: `invalidPeriod`, `missingToken`, `invalidToken`, `forbidden`,
     /// `upstreamAuthFailed`, `requestHeaderTooLarge`, `throttled`,
     /// `upstreamUnavailable`, `untrustedRedirect`, `invalidReport`, `reportTooLarge`,
-    /// `upstreamTimeout`, `overloaded`, `requestTimeout`, `notFound`, `methodNotAllowed`, or
+    /// `upstreamTimeout`, `overloaded`, `requestTimeout`, `corsRejected`, `notFound`,
+    /// `methodNotAllowed`, or
     /// Graph's own code for a refused token.
     pub code: String,
     pub message: String,
@@ -156,7 +162,7 @@ pub struct ErrorDetail {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::InvalidPeriod(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidPeriod(_) | ApiError::CorsRejected(_) => StatusCode::BAD_REQUEST,
             ApiError::MissingToken => StatusCode::UNAUTHORIZED,
             ApiError::AuthorizationTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::GraphRefused { status, .. } => {
@@ -201,7 +207,7 @@ impl ResponseError for ApiError {
                 response.insert_header((RETRY_AFTER, seconds.max(1).to_string()));
             }
             ApiError::MethodNotAllowed => {
-                response.insert_header((ALLOW, "GET"));
+                response.insert_header((ALLOW, "GET, HEAD"));
             }
             _ => {}
         }

@@ -4,6 +4,7 @@ pub mod cache;
 pub use report_catalog as catalog;
 pub mod config;
 pub mod connection;
+pub mod cors;
 pub mod entra;
 pub mod error;
 pub mod graph;

@@ -210,7 +210,7 @@ impl Metrics {
         for result in CALLER_CHECK_RESULTS {
             self.caller_token_checks.with_label_values(&[result]);
         }
-        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
             Box::new(self.http_requests.clone()),
             Box::new(self.http_request_duration.clone()),
             Box::new(self.cache_lookups.clone()),
@@ -226,6 +226,8 @@ impl Metrics {
             Box::new(self.redis_errors.clone()),
             Box::new(self.redis_available.clone()),
             Box::new(self.caller_token_checks.clone()),
+            // The process' one counter, shared by every registry (tests build many).
+            Box::new(crate::logging::access::DROPPED.clone()),
         ];
         for c in collectors {
             self.registry.register(c).expect("metric names are unique");

@@ -9,7 +9,7 @@ use actix_service::{IntoServiceFactory, ServiceFactoryExt as _, map_config};
 use actix_web::{
     App,
     dev::{AppConfig, fn_service},
-    middleware::from_fn,
+    middleware::{Condition, from_fn},
     web,
 };
 use log::info;
@@ -20,6 +20,7 @@ use crate::{
     cache::{Caches, Freshness},
     config::Config,
     connection::{self, ClientDeadlines, Deadlined},
+    cors,
     entra::AppAuth,
     graph::{GraphClient, RetryPolicy, UpstreamSettings, tls_config},
     metrics::Metrics,
@@ -152,6 +153,11 @@ impl Application {
         let readiness_data = web::Data::new(readiness.clone());
         let metrics_data = web::Data::from(Arc::clone(&metrics));
         let evicted = metrics.connections_evicted.clone();
+        let cors_origins = config.cors_origins.clone();
+        let cors_on = !cors_origins.is_empty();
+        if cors_on {
+            info!("CORS: browser apps on {} may call", cors_origins.join(", "));
+        }
 
         let app = move || {
             // awc's client is per worker (not Send); the service (with its admission point and
@@ -165,6 +171,9 @@ impl Application {
                 .app_data(web::Data::new(Reports::new(Arc::clone(&service), client)))
                 .app_data(metrics_data.clone())
                 .app_data(readiness_data.clone())
+                // Inside the telemetry, so preflights are logged and counted too.
+                .wrap(Condition::new(cors_on, cors::middleware(&cors_origins)))
+                .wrap(Condition::new(cors_on, from_fn(cors::finish)))
                 .wrap(from_fn(telemetry::observe))
                 .wrap(from_fn(connection::track))
                 .configure(routes::configure)

@@ -5,6 +5,7 @@ use std::{
     time::Instant,
 };
 
+use crate::{logging, metrics::Metrics, service::CacheStatus};
 use actix_web::{
     Error, FromRequest, HttpMessage, HttpRequest,
     body::MessageBody,
@@ -16,9 +17,6 @@ use actix_web::{
     middleware::Next,
     web,
 };
-use log::info;
-
-use crate::{metrics::Metrics, service::CacheStatus};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_CACHE_STATUS: HeaderName = HeaderName::from_static("x-cache-status");
@@ -134,13 +132,18 @@ pub async fn observe(
         .extensions()
         .get::<CacheStatus>()
         .map_or("-", |status| status.header_value());
-    info!(
-        target: "skype_gateway::access",
-        "{method} {route} {} {:.3}ms cache={cache} request_id={}",
-        status.as_u16(),
-        elapsed.as_secs_f64() * 1000.0,
-        request_id.as_str()
-    );
+    // Formatted here, written by the access log's own thread. Milliseconds to three places from
+    // whole microseconds: integers format several times faster than a float to a precision.
+    if let Some(access) = logging::access_log() {
+        let micros = elapsed.as_micros();
+        access.write(format_args!(
+            "{method} {route} {} {}.{:03}ms cache={cache} request_id={}",
+            status.as_u16(),
+            micros / 1000,
+            micros % 1000,
+            request_id.as_str()
+        ));
+    }
     Ok(res)
 }
 

@@ -17,7 +17,7 @@ use utoipa::{
     },
 };
 
-use super::{headers, health, metrics, reports};
+use super::{headers, health, index, metrics, reports};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,9 +28,12 @@ use super::{headers, health, metrics, reports};
             Every error answer is `{\"error\":{\"code\":\"...\",\"message\":\"...\"}}` (schema \
             `ErrorBody`), including those of routes not listed here: any other path answers \
             `404` with code `notFound`, any other method on a listed path `405` with code \
-            `methodNotAllowed` and `Allow: GET`. Every answer carries `X-Request-Id`."
+            `methodNotAllowed` and `Allow: GET, HEAD`. Every route answers HEAD as it answers \
+            GET, with the same status and headers (`Content-Length` included) and no body. Every \
+            answer carries `X-Request-Id`."
     ),
     paths(
+        index::index,
         reports::activity_counts,
         reports::catalog_json,
         health::livez,
@@ -39,7 +42,14 @@ use super::{headers, health, metrics, reports};
         metrics::metrics,
         openapi_json
     ),
-    modifiers(&CatalogPaths, &BearerAuth, &RequestId, &RequiredHeaders, &NoEmptyLicense),
+    modifiers(
+        &CatalogPaths,
+        &BearerAuth,
+        &RequestId,
+        &RequiredHeaders,
+        &HeadOperations,
+        &NoEmptyLicense
+    ),
     tags(
         (name = "reports", description = "Graph usage reports"),
         (name = "health", description = "Probes"),
@@ -291,6 +301,28 @@ impl Modify for RequiredHeaders {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Every GET operation again as HEAD: the same parameters, statuses and headers, no content.
+/// Runs after the modifiers that complete the GET operations, so the copies have it all.
+struct HeadOperations;
+
+impl Modify for HeadOperations {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let Some(get) = &item.get else { continue };
+            let mut head = get.clone();
+            head.operation_id = get.operation_id.as_ref().map(|id| format!("{id}Head"));
+            head.summary =
+                Some("The status and headers of the GET answer, without its body".to_owned());
+            for response in head.responses.responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    response.content.clear();
+                }
+            }
+            item.head = Some(head);
         }
     }
 }

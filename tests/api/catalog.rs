@@ -335,6 +335,6 @@ async fn another_method_is_405_on_a_report_and_404_on_a_path_that_only_looks_lik
     let post = |path: &str| app.http.post(format!("{}{path}", app.address)).send();
     let report = post("/teams/user-activity-counts/D7").await.unwrap();
     assert_eq!(report.status(), 405);
-    assert_eq!(report.headers().get("allow").unwrap(), "GET");
+    assert_eq!(report.headers().get("allow").unwrap(), "GET, HEAD");
     assert_eq!(post("/nothing/here/x").await.unwrap().status(), 404);
 }

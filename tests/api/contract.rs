@@ -244,6 +244,7 @@ async fn the_document_describes_what_the_design_promises() {
         |items: &[&str]| -> BTreeSet<String> { items.iter().map(|s| s.to_string()).collect() };
 
     let mut paths = set(&[
+        "/",
         "/livez",
         "/healthz",
         "/readyz",
@@ -258,6 +259,25 @@ async fn the_document_describes_what_the_design_promises() {
         paths,
         "every catalog report and the probes"
     );
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let (get, head) = (&item["get"], &item["head"]);
+        assert!(head.is_object(), "HEAD {path} is not documented");
+        assert_eq!(
+            keys(&head["responses"]),
+            keys(&get["responses"]),
+            "HEAD {path}"
+        );
+        for (status, response) in head["responses"].as_object().unwrap() {
+            assert!(
+                response.get("content").is_none(),
+                "HEAD {path} {status} has content"
+            );
+            assert_eq!(
+                response["headers"], get["responses"][status]["headers"],
+                "HEAD {path} {status}"
+            );
+        }
+    }
 
     let report = contract.operation(REPORT);
     let parameter = |name: &str| {
@@ -495,7 +515,14 @@ async fn probes_metrics_and_the_document_itself_match_the_document() {
     let app = spawn_app().await;
     let contract = Contract::served_by(&app).await;
 
-    for path in ["/livez", "/healthz", "/readyz", "/metrics", "/openapi.json"] {
+    for path in [
+        "/",
+        "/livez",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+    ] {
         let answer = app.get(path, &[]).await;
         assert_eq!(answer.status, 200, "{path}");
         contract.assert_conforms(path, &answer);

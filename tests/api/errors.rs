@@ -192,7 +192,7 @@ async fn unknown_paths_and_methods_get_json_errors() {
         .await
         .unwrap();
     assert_eq!(response.status(), 405);
-    assert_eq!(response.headers().get("allow").unwrap(), "GET");
+    assert_eq!(response.headers().get("allow").unwrap(), "GET, HEAD");
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "methodNotAllowed");
 }

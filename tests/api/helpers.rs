@@ -73,13 +73,22 @@ fn init_logging() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let visible = std::env::var_os("TEST_LOG").is_some();
-        skype_gateway::logging::init_with(|builder| {
-            if visible {
-                builder.is_test(true);
-            } else {
-                builder.target(env_logger::Target::Pipe(Box::new(std::io::sink())));
-            }
-        })
+        let access: Box<dyn std::io::Write + Send> = if visible {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(std::io::sink())
+        };
+        skype_gateway::logging::init_with(
+            |builder| {
+                if visible {
+                    builder.is_test(true);
+                } else {
+                    builder.target(env_logger::Target::Pipe(Box::new(std::io::sink())));
+                }
+            },
+            access,
+            Duration::from_millis(50),
+        )
         .expect("no other logger is installed");
     });
 }
@@ -163,7 +172,16 @@ pub fn expected_report(sim: &Simulator, token: &str, period: Period) -> Value {
 
 impl TestApp {
     pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
-        let mut request = self.http.get(format!("{}{path}", self.address));
+        self.request(awc::http::Method::GET, path, headers).await
+    }
+
+    pub async fn request(
+        &self,
+        method: awc::http::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = self.http.request(method, format!("{}{path}", self.address));
         for (name, value) in headers {
             request = request.insert_header((*name, *value));
         }

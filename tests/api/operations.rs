@@ -281,3 +281,83 @@ async fn sigterm_turns_readiness_off_finishes_in_flight_requests_and_exits_0() {
     let (status, log) = gateway.wait(Duration::from_secs(10));
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{log}");
 }
+
+/// The access log is written in the background: what was buffered when the server stopped
+/// must still reach the log. The writer's interval is longer than the test, so every line is
+/// still buffered at exit. The slow request is answered during the graceful stop, and the load
+/// runs until the server refuses it.
+#[actix_web::test]
+async fn sigterm_under_load_loses_no_access_log_line() {
+    let sim = Simulator::start().await.unwrap();
+    let args = ["--shutdown-drain", "300ms", "--access-log-interval", "1h"];
+    let gateway = GatewayProcess::start(&sim, &args, "info");
+    sim.fail_next(1, Fault::Delay(Duration::from_millis(1200)));
+    let http = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish();
+    let slow = async {
+        let answer = http
+            .get(format!("{}/skype/activity-counts/D7", gateway.address))
+            .insert_header(("Authorization", format!("Bearer {}", token_of("contoso"))))
+            .insert_header(("X-Request-Id", "slow-request"))
+            .send()
+            .await;
+        answer.map(|a| a.status().as_u16()).ok()
+    };
+    let load = |task: usize| {
+        let http = &http;
+        let address = &gateway.address;
+        async move {
+            let mut answered = Vec::new();
+            for n in 0.. {
+                let id = format!("load-{task}-{n}");
+                let sent = http
+                    .get(format!("{address}/livez"))
+                    .insert_header(("X-Request-Id", id.as_str()))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(_) => answered.push(id),
+                    Err(_) => break,
+                }
+            }
+            answered
+        }
+    };
+    let terminate = async {
+        while sim.report_calls() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        gateway.signal("TERM");
+    };
+
+    let (slow, mut answered, ..) = futures_util::join!(
+        slow,
+        futures_util::future::join_all((0..4).map(load)),
+        terminate
+    );
+
+    assert_eq!(slow, Some(200));
+    let (status, log) = gateway.wait(Duration::from_secs(10));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{log}");
+    let mut answered: Vec<String> = answered.drain(..).flatten().collect();
+    assert!(answered.len() > 10, "too little load: {}", answered.len());
+    answered.push("slow-request".into());
+    let logged: std::collections::HashSet<&str> = log
+        .lines()
+        .filter(|line| line.contains(" skype_gateway::access] "))
+        .filter_map(|line| line.rsplit_once("request_id=").map(|(_, id)| id))
+        .collect();
+    let lost: Vec<&String> = answered
+        .iter()
+        .filter(|id| !logged.contains(id.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} answered requests have no access line, e.g. {:?}",
+        lost.len(),
+        answered.len(),
+        &lost[..lost.len().min(5)]
+    );
+}

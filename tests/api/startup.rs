@@ -137,3 +137,82 @@ fn a_bad_redis_url_is_refused_without_repeating_its_password() {
         assert!(!log.contains("hunter2"), "the password is printed: {log}");
     }
 }
+
+#[test]
+fn an_unknown_variable_is_warned_about_naming_the_closest_setting() {
+    let mut command = gateway_command("info");
+    command
+        .args(["--listen", "127.0.0.1:0"])
+        .env("SKYPE_GATEWAY_FRESH_TTLL", "1m")
+        .env("SKYPE_GATEWAY_NOTHING_LIKE_ANY_SETTING", "1");
+
+    let mut gateway = GatewayProcess::spawn(command);
+
+    gateway.wait_until_listening().expect("the gateway starts");
+    let log = gateway.stop();
+    assert!(
+        log.contains(
+            "SKYPE_GATEWAY_FRESH_TTLL is not a setting of skype-gateway and is ignored; \
+             did you mean SKYPE_GATEWAY_FRESH_TTL (--fresh-ttl)?"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "SKYPE_GATEWAY_NOTHING_LIKE_ANY_SETTING is not a setting of skype-gateway and is ignored\n"
+        ),
+        "{log}"
+    );
+    assert_eq!(log.matches("is not a setting").count(), 2, "{log}");
+}
+
+#[test]
+fn flags_that_demo_overrides_are_warned_about_each_by_name_and_value() {
+    let mut command = gateway_command("info");
+    command
+        .args(["--demo", "--listen", "127.0.0.1:0"])
+        .args(["--graph-base-url", "https://graph.example.com/v1.0"])
+        .env("SKYPE_GATEWAY_DOWNLOAD_ALLOWLIST", "https://*.example.com")
+        // Not overridden: no warning.
+        .args(["--fresh-ttl", "1m"]);
+
+    let mut gateway = GatewayProcess::spawn(command);
+
+    gateway.wait_until_listening().expect("the demo starts");
+    let log = gateway.stop();
+    for line in [
+        "--graph-base-url (SKYPE_GATEWAY_GRAPH_BASE_URL) https://graph.example.com/v1.0 is ignored: --demo replaces it with its simulator's",
+        "--download-allowlist (SKYPE_GATEWAY_DOWNLOAD_ALLOWLIST) https://*.example.com is ignored: --demo replaces it with its simulator's",
+    ] {
+        assert!(log.contains(line), "no {line:?} in:\n{log}");
+    }
+    assert_eq!(log.matches("is ignored: --demo").count(), 2, "{log}");
+}
+
+#[test]
+fn in_app_mode_demo_warns_about_each_app_setting_it_overrides_without_printing_the_secret() {
+    let tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+    let mut command = gateway_command("info");
+    command
+        .args(["--demo", "--listen", "127.0.0.1:0", "--graph-auth", "app"])
+        .args(["--authority-url", "https://login.example.com"])
+        .args(["--client-id", "my-client-id"])
+        .env("SKYPE_GATEWAY_CLIENT_SECRET", "hunter2-secret")
+        .args(["--caller-audience", "api://gateway"])
+        .args(["--tenants", tenant]);
+
+    let mut gateway = GatewayProcess::spawn(command);
+
+    gateway.wait_until_listening().expect("the demo starts");
+    let log = gateway.stop();
+    for named in [
+        "--authority-url (SKYPE_GATEWAY_AUTHORITY_URL) https://login.example.com is ignored",
+        "--client-id (SKYPE_GATEWAY_CLIENT_ID) my-client-id is ignored",
+        "--client-secret (SKYPE_GATEWAY_CLIENT_SECRET) is ignored",
+        "--caller-audience (SKYPE_GATEWAY_CALLER_AUDIENCE) api://gateway is ignored",
+        &format!("--tenants (SKYPE_GATEWAY_TENANTS) {tenant} is ignored"),
+    ] {
+        assert!(log.contains(named), "no {named:?} in:\n{log}");
+    }
+    assert!(!log.contains("hunter2"), "the secret is printed:\n{log}");
+}
