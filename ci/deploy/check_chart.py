@@ -86,6 +86,7 @@ CONFIG_ENV = {
     "maxConnections": "SKYPE_GATEWAY_MAX_CONNECTIONS",
     "clientTimeout": "SKYPE_GATEWAY_CLIENT_TIMEOUT",
     "keepAlive": "SKYPE_GATEWAY_KEEP_ALIVE",
+    "corsOrigins": "SKYPE_GATEWAY_CORS_ORIGINS",
     "logLevel": "RUST_LOG",
 }
 # Set by the demo itself (the simulator's URL), so the chart leaves them out in demo mode.
@@ -306,6 +307,8 @@ def expected_env(values: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
             plain[var] = None
         elif key == "downloadAllowlist":
             plain[var] = ",".join(value)
+        elif key == "corsOrigins":
+            plain[var] = ",".join(value) if value else None
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             plain[var] = str(int(value))
         else:
