@@ -91,7 +91,8 @@ fn body(value: u64) -> Result<Fetched, GraphError> {
 }
 
 fn peer_to_peer(served: &Served) -> u64 {
-    let json: serde_json::Value = serde_json::from_slice(&served.entry.body).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&served.entry.identity().unwrap()).unwrap();
     json["value"][0]["peerToPeer"].as_u64().unwrap()
 }
 
@@ -450,7 +451,7 @@ fn a_full_queue_answers_overloaded_and_a_known_user_stale_at_once() {
             window: D7,
         };
         let entry = h.reports.service.caches.report(&key).await.unwrap();
-        let json: serde_json::Value = serde_json::from_slice(&entry.body).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&entry.identity().unwrap()).unwrap();
         assert_eq!(json["value"][0]["peerToPeer"], 3, "and refreshed the entry");
     });
 }
