@@ -1,8 +1,6 @@
 //! Report answers in each content coding: every representation decodes to the same JSON, has
 //! its own strong ETag that revalidates to a 304, and says what it varies on.
 
-use std::io::Read as _;
-
 use graph_simulator::{Period, Simulator};
 use serde_json::Value;
 
@@ -11,24 +9,8 @@ use crate::{
     redis::RedisServer,
 };
 
-/// The identity body of an answer, whatever its `Content-Encoding`.
-fn decoded(answer: &Answer) -> Vec<u8> {
-    let mut out = Vec::new();
-    match answer.header("content-encoding") {
-        None => out.clone_from(&answer.body),
-        Some("gzip") => {
-            flate2::read::GzDecoder::new(&answer.body[..])
-                .read_to_end(&mut out)
-                .unwrap();
-        }
-        Some("br") => brotli::BrotliDecompress(&mut &answer.body[..], &mut out).unwrap(),
-        Some(other) => panic!("unexpected Content-Encoding {other}"),
-    }
-    out
-}
-
 fn json_of(answer: &Answer) -> Value {
-    serde_json::from_slice(&decoded(answer)).unwrap()
+    serde_json::from_slice(&answer.decoded()).unwrap()
 }
 
 const CODINGS: [(&str, Option<&str>); 3] = [
@@ -58,10 +40,10 @@ async fn each_coding_decodes_to_the_identity_body_under_its_own_etag() {
         assert_eq!(json_of(&answer), expected, "{accept}");
         if encoding.is_some() {
             assert!(
-                answer.body.len() * 3 < decoded(&answer).len(),
+                answer.body.len() * 3 < answer.decoded().len(),
                 "{accept}: {} bytes of {}",
                 answer.body.len(),
-                decoded(&answer).len()
+                answer.decoded().len()
             );
         } else {
             identity_body = Some(answer.body.clone());
