@@ -6,7 +6,9 @@
 # a minimal actix-web baseline (examples/baseline.rs) on loopback, and measures:
 #   1. the hit path under wrk, gateway (access log on and off, and off with a shared cache on
 #      Redis) against the baseline, alternating, several rounds: ratios of requests/s and of p99
-#      latency, and of the gateway with Redis against without;
+#      latency, and of the gateway with Redis against without; the quiet gateway is also asked
+#      with `Accept-Encoding: br` in the same rounds (against itself in identity), and the
+#      bytes on the wire of D7 and D180 in identity, gzip and br are counted;
 #   2. the miss path: sequential cold requests (each a new tenant) against the same calls made
 #      straight to the simulator (302 + download): the gateway's own overhead, and what Redis
 #      adds to it;
@@ -149,10 +151,30 @@ header_bytes() { awk 'NR>1' "$1" | wc -c; }
 echo "body $(wc -c <"$work/body.json") bytes; headers: gateway $gw_headers ($(header_bytes "$work/gw.headers") bytes), baseline $base_headers ($(header_bytes "$work/base.headers") bytes)"
 ((gw_headers == base_headers)) || fail "header count differs: gateway $gw_headers, baseline $base_headers"
 
-wrk_run() { # wrk_run URL SECONDS: the WRK line of report.lua
-  wrk -t"$WRK_THREADS" -c"$WRK_CONNECTIONS" -d"${2}s" -s bench/report.lua \
+wrk_run() { # wrk_run URL SECONDS [ACCEPT_ENCODING]: the WRK line of report.lua
+  BENCH_ACCEPT_ENCODING="${3:-}" wrk -t"$WRK_THREADS" -c"$WRK_CONNECTIONS" -d"${2}s" -s bench/report.lua \
     "$1/skype/activity-counts/D7" | grep '^WRK '
 }
+
+# Bytes on the wire: each period's body as sent in each coding (curl does not decode it).
+: >"$work/wire.tsv"
+for period in D7 D180; do
+  for coding in identity gzip br; do
+    bytes=$(curl -s -o /dev/null -w '%{size_download}' -H "Authorization: Bearer $token" \
+      -H "Accept-Encoding: $coding" "$gw_off/skype/activity-counts/$period")
+    printf '%s\t%s\t%s\n' "$period" "$coding" "$bytes" >>"$work/wire.tsv"
+  done
+done
+wire() { awk -F'\t' -v p="$1" -v c="$2" '$1==p && $2==c {print $3}' "$work/wire.tsv"; }
+wire_row() { # wire_row PERIOD: one table row
+  local id gz br
+  id=$(wire "$1" identity)
+  gz=$(wire "$1" gzip)
+  br=$(wire "$1" br)
+  printf '| bytes on the wire, %s body | identity %s, gzip **%s** (%s x smaller), br **%s** (%s x smaller) | - | - |\n' \
+    "$1" "$id" "$gz" "$(calc "$id/$gz" 1)" "$br" "$(calc "$id/$br" 1)"
+}
+cat "$work/wire.tsv"
 wrk_field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
 cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; } # user and system time of a process
 ticks_per_second=$(getconf CLK_TCK)
@@ -165,25 +187,28 @@ redis_commands() {
 }
 
 for url in "$base" "$gw_off" "$gw_on" "$gw_redis"; do wrk_run "$url" "$WARMUP_SECONDS" >/dev/null; done
+wrk_run "$gw_off" "$WARMUP_SECONDS" br >/dev/null
 read -r on_hits0 on_others0 < <(lookups "$gw_on")
 read -r off_hits0 off_others0 < <(lookups "$gw_off")
 read -r redis_hits0 redis_others0 < <(lookups "$gw_redis")
 redis_commands0=$(redis_commands)
 : >"$work/hit.tsv"
-targets=(baseline gw-quiet gw-logged gw-redis)
-declare -A url_of=([baseline]="$base" [gw-quiet]="$gw_off" [gw-logged]="$gw_on" [gw-redis]="$gw_redis")
-declare -A pid_for=([baseline]="${pid_of[baseline]}" [gw-quiet]="${pid_of[gw-quiet]}"
+targets=(baseline gw-quiet gw-br gw-logged gw-redis)
+# gw-br is the quiet gateway asked with Accept-Encoding: br.
+declare -A url_of=([baseline]="$base" [gw-quiet]="$gw_off" [gw-br]="$gw_off" [gw-logged]="$gw_on" [gw-redis]="$gw_redis")
+declare -A pid_for=([baseline]="${pid_of[baseline]}" [gw-quiet]="${pid_of[gw-quiet]}" [gw-br]="${pid_of[gw-quiet]}"
   [gw-logged]="${pid_of[gw-logged]}" [gw-redis]="${pid_of[gw-redis]}")
+declare -A accept_of=([gw-br]=br)
 for ((round = 1; round <= ROUNDS; round++)); do
   # Alternate the order each round so neither side always runs first after a pause.
   if ((round % 2)); then
-    order=(baseline gw-quiet gw-logged gw-redis)
+    order=(baseline gw-quiet gw-br gw-logged gw-redis)
   else
-    order=(gw-redis gw-logged gw-quiet baseline)
+    order=(gw-redis gw-logged gw-br gw-quiet baseline)
   fi
   for t in "${order[@]}"; do
     read -r user0 sys0 < <(cpu_ticks "${pid_for[$t]}")
-    line="$(wrk_run "${url_of[$t]}" "$WRK_SECONDS")"
+    line="$(wrk_run "${url_of[$t]}" "$WRK_SECONDS" "${accept_of[$t]:-}")"
     read -r user1 sys1 < <(cpu_ticks "${pid_for[$t]}")
     rps=$(wrk_field rps <<<"$line")
     p99=$(wrk_field p99_us <<<"$line")
@@ -215,6 +240,7 @@ for pair in "gw-logged $((on_hits1 - on_hits0)) $((on_others1 - on_others0))" \
   "gw-redis $((redis_hits1 - redis_hits0)) $((redis_others1 - redis_others0))"; do
   read -r t hits others <<<"$pair"
   counted=$(col "$t" 6 | sum)
+  [[ "$t" == gw-quiet ]] && counted=$((counted + $(col gw-br 6 | sum)))
   echo "$t: wrk counted $counted answers, the gateway counted $hits hits and $others other lookups"
   ((others == 0 && hits >= counted)) || hit_valid="no: $t answered $others requests other than HIT"
 done
@@ -253,6 +279,18 @@ redis_hit_rows() { # the gateway with a shared cache on Redis against the same w
     "$(ms "$p99")" "$(ms "$quiet_p99")" "$(calc "$p99/$quiet_p99")" "$cpu" "$quiet_cpu" "$(calc "$cpu/$quiet_cpu")"
   printf '| Redis commands while the Redis-configured gateway answered %s hits | **%s** (its once-a-second PING left out) | 0 | %s |\n' \
     "$(col gw-redis 6 | sum)" "$hit_redis_commands" "$( ((hit_redis_commands == 0)) && echo met || echo FAILED)"
+}
+
+br_hit_row() { # the quiet gateway in br against itself in identity
+  local rps id r cpu id_cpu
+  rps=$(col gw-br 3 | median)
+  id=$(col gw-quiet 3 | median)
+  r=$(calc "$rps/$id")
+  cpu=$(col gw-br 8 | median)
+  id_cpu=$(col gw-quiet 8 | median)
+  printf '| hit path req/s, Accept-Encoding: br / identity (access log off) | %.0f / %.0f = **%s** (CPU %s / %s us per request) | >= 0.95 | %s |\n' \
+    "$rps" "$id" "$r" "$cpu" "$id_cpu" \
+    "$(awk -v r="$r" 'BEGIN{print (r>=0.95 ? "met" : sprintf("missed by %.0f%%", (0.95-r)/0.95*100))}')"
 }
 
 # ---- 2. miss path -------------------------------------------------------------------------
@@ -344,6 +382,9 @@ step "results"
   hit_row gw-logged "access log on"
   hit_row gw-redis "access log off, Redis configured"
   redis_hit_rows
+  br_hit_row
+  wire_row D7
+  wire_row D180
   miss_row "$work/miss-quiet.txt" "access log off, $MISS_COUNT x D7"
   miss_row "$work/miss-logged.txt" "access log on, $MISS_COUNT x D7"
   miss_row "$work/miss-quiet.txt" "access log off, Redis configured, $MISS_COUNT x D7" also
@@ -353,7 +394,7 @@ step "results"
     "$([[ $co_ok == yes ]] && echo met || echo FAILED)"
   printf '%s\n' "${mem_rows[@]}"
   echo
-  echo "Hit-path rounds (gw-quiet: access log off; gw-logged: access log on; gw-redis: access log off, --redis-url on a local redis-server; CPU: the server's user + system time per answer):"
+  echo "Hit-path rounds (gw-quiet: access log off; gw-br: the same gateway asked with Accept-Encoding: br; gw-logged: access log on; gw-redis: access log off, --redis-url on a local redis-server; CPU: the server's user + system time per answer):"
   echo
   echo "| round | target | req/s | p50 ms | p99 ms | CPU us/req | user | system |"
   echo "|---|---|---|---|---|---|---|---|"
