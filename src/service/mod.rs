@@ -940,26 +940,7 @@ impl ReportService {
                     .as_ref()
                     .is_none_or(|c| validated_at > c.validated_at)
                 {
-                    let entry = match stored.body {
-                        StoredBody::Encoded(body) => ReportEntry::from_parts(
-                            stored.graph_etag,
-                            body,
-                            stored.etag,
-                            validated_at,
-                        ),
-                        // Written by a replica that kept identity bodies: compressed here, once.
-                        StoredBody::Identity(json) => {
-                            let graph_etag = stored.graph_etag;
-                            let large = json.len() >= crate::compression::LARGE_BODY;
-                            let build =
-                                move || ReportEntry::from_json(graph_etag, &json, validated_at);
-                            match large {
-                                true => self.off_worker(build).await,
-                                false => build(),
-                            }
-                        }
-                    };
-                    let entry = Arc::new(entry);
+                    let entry = Arc::new(self.stored_entry(stored).await);
                     cached = Some(self.caches.store_report(job.key.clone(), entry).await);
                 }
             }
@@ -998,6 +979,22 @@ impl ReportService {
             return build();
         }
         self.off_worker(build).await
+    }
+
+    /// An entry read from the shared cache. One written by a replica that kept identity bodies
+    /// is compressed here, once (off the worker when large); its ETag stays the one it was
+    /// served under.
+    async fn stored_entry(&self, stored: StoredReport) -> ReportEntry {
+        let body = match stored.body {
+            StoredBody::Encoded(body) => body,
+            StoredBody::Identity(json) if json.len() >= crate::compression::LARGE_BODY => {
+                self.off_worker(move || crate::compression::encode(&json))
+                    .await
+            }
+            StoredBody::Identity(json) => crate::compression::encode(&json),
+        };
+        let validated_at = shared::unix_ms_to_instant(stored.validated_ms);
+        ReportEntry::from_parts(stored.graph_etag, body, stored.etag, validated_at)
     }
 
     /// Runs CPU-bound work on the blocking pool, one such job at a time.
