@@ -4,6 +4,11 @@ local token = os.getenv("BENCH_TOKEN")
 if token and token ~= "" then
   wrk.headers["Authorization"] = "Bearer " .. token
 end
+-- $BENCH_ACCEPT_ENCODING, when set, is sent as Accept-Encoding (the hit path in a coding).
+local accept = os.getenv("BENCH_ACCEPT_ENCODING")
+if accept and accept ~= "" then
+  wrk.headers["Accept-Encoding"] = accept
+end
 
 done = function(summary, latency, requests)
   local e = summary.errors

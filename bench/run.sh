@@ -6,9 +6,11 @@
 # a minimal actix-web baseline (examples/baseline.rs) on loopback, and measures:
 #   1. the hit path under wrk, gateway (access log on and off, and off with a shared cache on
 #      Redis) against the baseline, alternating, several rounds: ratios of requests/s and of p99
-#      latency, and of the gateway with Redis against without; and a gateway in app-only mode
-#      (--graph-auth app against the simulator's Entra ID, a caller token minted by it) against
-#      the pass-through gateway asked with a token of the same length;
+#      latency, and of the gateway with Redis against without; the quiet gateway is also asked
+#      with `Accept-Encoding: br` in the same rounds (against itself in identity), and the
+#      bytes on the wire of D7 and D180 in identity, gzip and br are counted; and a gateway in
+#      app-only mode (--graph-auth app against the simulator's Entra ID, a caller token minted
+#      by it) against the pass-through gateway asked with a token of the same length;
 #   2. the miss path: sequential cold requests (each a new tenant) against the same calls made
 #      straight to the simulator (302 + download): the gateway's own overhead, and what Redis
 #      adds to it;
@@ -174,10 +176,30 @@ header_bytes() { awk 'NR>1' "$1" | wc -c; }
 echo "body $(wc -c <"$work/body.json") bytes; headers: gateway $gw_headers ($(header_bytes "$work/gw.headers") bytes), baseline $base_headers ($(header_bytes "$work/base.headers") bytes)"
 ((gw_headers == base_headers)) || fail "header count differs: gateway $gw_headers, baseline $base_headers"
 
-wrk_run() { # wrk_run URL SECONDS [TOKEN]: the WRK line of report.lua
-  BENCH_TOKEN="${3:-$BENCH_TOKEN}" wrk -t"$WRK_THREADS" -c"$WRK_CONNECTIONS" -d"${2}s" \
-    -s bench/report.lua "$1/skype/activity-counts/D7" | grep '^WRK '
+wrk_run() { # wrk_run URL SECONDS [TOKEN] [ACCEPT_ENCODING]: the WRK line of report.lua
+  BENCH_TOKEN="${3:-$BENCH_TOKEN}" BENCH_ACCEPT_ENCODING="${4:-}" wrk -t"$WRK_THREADS" \
+    -c"$WRK_CONNECTIONS" -d"${2}s" -s bench/report.lua "$1/skype/activity-counts/D7" | grep '^WRK '
 }
+
+# Bytes on the wire: each period's body as sent in each coding (curl does not decode it).
+: >"$work/wire.tsv"
+for period in D7 D180; do
+  for coding in identity gzip br; do
+    bytes=$(curl -s -o /dev/null -w '%{size_download}' -H "Authorization: Bearer $token" \
+      -H "Accept-Encoding: $coding" "$gw_off/skype/activity-counts/$period")
+    printf '%s\t%s\t%s\n' "$period" "$coding" "$bytes" >>"$work/wire.tsv"
+  done
+done
+wire() { awk -F'\t' -v p="$1" -v c="$2" '$1==p && $2==c {print $3}' "$work/wire.tsv"; }
+wire_row() { # wire_row PERIOD: one table row
+  local id gz br
+  id=$(wire "$1" identity)
+  gz=$(wire "$1" gzip)
+  br=$(wire "$1" br)
+  printf '| bytes on the wire, %s body | identity %s, gzip **%s** (%s x smaller), br **%s** (%s x smaller) | - | - |\n' \
+    "$1" "$id" "$gz" "$(calc "$id/$gz" 1)" "$br" "$(calc "$id/$br" 1)"
+}
+cat "$work/wire.tsv"
 wrk_field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
 cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; } # user and system time of a process
 ticks_per_second=$(getconf CLK_TCK)
@@ -192,15 +214,19 @@ redis_commands() {
 # sim_calls: "report calls, token requests, JWKS fetches" the simulator has answered.
 sim_calls() { curl -sf "$sim/_simulator/stats" | jq -r '"\(.reportCalls) \(.tokenRequests) \(.jwksFetches)"'; }
 
-# gw-pass is the pass-through gateway gw-quiet, asked with a token as long as gw-app's.
-targets=(baseline gw-quiet gw-logged gw-redis gw-pass gw-app)
-declare -A url_of=([baseline]="$base" [gw-quiet]="$gw_off" [gw-logged]="$gw_on" [gw-redis]="$gw_redis"
-  [gw-pass]="$gw_off" [gw-app]="$gw_app")
+# gw-pass is the pass-through gateway gw-quiet, asked with a token as long as gw-app's; gw-br is
+# gw-quiet asked with Accept-Encoding: br.
+targets=(baseline gw-quiet gw-br gw-logged gw-redis gw-pass gw-app)
+declare -A url_of=([baseline]="$base" [gw-quiet]="$gw_off" [gw-br]="$gw_off" [gw-logged]="$gw_on"
+  [gw-redis]="$gw_redis" [gw-pass]="$gw_off" [gw-app]="$gw_app")
 declare -A token_of=([gw-pass]="$pass_token" [gw-app]="$app_token")
+declare -A accept_of=([gw-br]=br)
 declare -A pid_for=([baseline]="${pid_of[baseline]}" [gw-quiet]="${pid_of[gw-quiet]}"
-  [gw-logged]="${pid_of[gw-logged]}" [gw-redis]="${pid_of[gw-redis]}"
+  [gw-br]="${pid_of[gw-quiet]}" [gw-logged]="${pid_of[gw-logged]}" [gw-redis]="${pid_of[gw-redis]}"
   [gw-pass]="${pid_of[gw-quiet]}" [gw-app]="${pid_of[gw-app]}")
-for t in "${targets[@]}"; do wrk_run "${url_of[$t]}" "$WARMUP_SECONDS" "${token_of[$t]:-}" >/dev/null; done
+for t in "${targets[@]}"; do
+  wrk_run "${url_of[$t]}" "$WARMUP_SECONDS" "${token_of[$t]:-}" "${accept_of[$t]:-}" >/dev/null
+done
 read -r on_hits0 on_others0 < <(lookups "$gw_on")
 read -r off_hits0 off_others0 < <(lookups "$gw_off")
 read -r redis_hits0 redis_others0 < <(lookups "$gw_redis")
@@ -211,13 +237,13 @@ redis_commands0=$(redis_commands)
 for ((round = 1; round <= ROUNDS; round++)); do
   # Alternate the order each round so neither side always runs first after a pause.
   if ((round % 2)); then
-    order=(baseline gw-quiet gw-logged gw-redis gw-pass gw-app)
+    order=(baseline gw-quiet gw-br gw-logged gw-redis gw-pass gw-app)
   else
-    order=(gw-app gw-pass gw-redis gw-logged gw-quiet baseline)
+    order=(gw-app gw-pass gw-redis gw-logged gw-br gw-quiet baseline)
   fi
   for t in "${order[@]}"; do
     read -r user0 sys0 < <(cpu_ticks "${pid_for[$t]}")
-    line="$(wrk_run "${url_of[$t]}" "$WRK_SECONDS" "${token_of[$t]:-}")"
+    line="$(wrk_run "${url_of[$t]}" "$WRK_SECONDS" "${token_of[$t]:-}" "${accept_of[$t]:-}")"
     read -r user1 sys1 < <(cpu_ticks "${pid_for[$t]}")
     rps=$(wrk_field rps <<<"$line")
     p99=$(wrk_field p99_us <<<"$line")
@@ -253,7 +279,7 @@ for pair in "gw-logged $((on_hits1 - on_hits0)) $((on_others1 - on_others0))" \
   "gw-app $((app_hits1 - app_hits0)) $((app_others1 - app_others0))"; do
   read -r t hits others <<<"$pair"
   counted=$(col "$t" 6 | sum)
-  [[ "$t" == gw-quiet ]] && counted=$((counted + $(col gw-pass 6 | sum)))
+  [[ "$t" == gw-quiet ]] && counted=$((counted + $(col gw-pass 6 | sum) + $(col gw-br 6 | sum)))
   echo "$t: wrk counted $counted answers, the gateway counted $hits hits and $others other lookups"
   ((others == 0 && hits >= counted)) || hit_valid="no: $t answered $others requests other than HIT"
 done
@@ -304,6 +330,18 @@ app_hit_rows() { # app-only mode against pass-through, tokens of the same length
   printf '| calls to Graph and Entra ID while the gateways answered %s hits | **%s** | 0 | %s |\n' \
     "$(awk -F'\t' '$2!="baseline"{s+=$6} END{print s+0}' "$work/hit.tsv")" "$hit_sim_calls" \
     "$([[ "$hit_sim_calls" == "0 report calls, 0 token requests, 0 JWKS fetches" ]] && echo met || echo FAILED)"
+}
+
+br_hit_row() { # the quiet gateway in br against itself in identity
+  local rps id r cpu id_cpu
+  rps=$(col gw-br 3 | median)
+  id=$(col gw-quiet 3 | median)
+  r=$(calc "$rps/$id")
+  cpu=$(col gw-br 8 | median)
+  id_cpu=$(col gw-quiet 8 | median)
+  printf '| hit path req/s, Accept-Encoding: br / identity (access log off) | %.0f / %.0f = **%s** (CPU %s / %s us per request) | >= 0.95 | %s |\n' \
+    "$rps" "$id" "$r" "$cpu" "$id_cpu" \
+    "$(awk -v r="$r" 'BEGIN{print (r>=0.95 ? "met" : sprintf("missed by %.0f%%", (0.95-r)/0.95*100))}')"
 }
 
 # ---- 2. miss path -------------------------------------------------------------------------
@@ -397,6 +435,9 @@ step "results"
   hit_row gw-redis "access log off, Redis configured"
   redis_hit_rows
   app_hit_rows
+  br_hit_row
+  wire_row D7
+  wire_row D180
   miss_row "$work/miss-quiet.txt" "access log off, $MISS_COUNT x D7"
   miss_row "$work/miss-logged.txt" "access log on, $MISS_COUNT x D7"
   miss_row "$work/miss-quiet.txt" "access log off, Redis configured, $MISS_COUNT x D7" also
@@ -406,7 +447,7 @@ step "results"
     "$([[ $co_ok == yes ]] && echo met || echo FAILED)"
   printf '%s\n' "${mem_rows[@]}"
   echo
-  echo "Hit-path rounds (gw-quiet: access log off; gw-logged: access log on; gw-redis: access log off, --redis-url on a local redis-server; gw-app: access log off, --graph-auth app, a caller token of ${#app_token} bytes; gw-pass: gw-quiet asked with a token of ${#pass_token} bytes; CPU: the server's user + system time per answer):"
+  echo "Hit-path rounds (gw-quiet: access log off; gw-br: the same gateway asked with Accept-Encoding: br; gw-logged: access log on; gw-redis: access log off, --redis-url on a local redis-server; gw-app: access log off, --graph-auth app, a caller token of ${#app_token} bytes; gw-pass: gw-quiet asked with a token of ${#pass_token} bytes; CPU: the server's user + system time per answer):"
   echo
   echo "| round | target | req/s | p50 ms | p99 ms | CPU us/req | user | system |"
   echo "|---|---|---|---|---|---|---|---|"

@@ -106,7 +106,7 @@ fn hit_path(c: &mut Criterion) {
         key.clone(),
         Arc::new(ReportEntry::from_json(
             Some("\"e\"".into()),
-            d7_report(),
+            &d7_report(),
             Instant::now(),
         )),
     ));
@@ -118,7 +118,7 @@ fn hit_path(c: &mut Criterion) {
                 report: mission,
                 window: d7,
             },
-            Arc::new(ReportEntry::from_json(None, d7_report(), Instant::now())),
+            Arc::new(ReportEntry::from_json(None, &d7_report(), Instant::now())),
         ));
     }
 
@@ -152,7 +152,7 @@ fn hit_path(c: &mut Criterion) {
                 report: mission,
                 window: d7,
             };
-            now(caches.report(&key)).expect("cached").body.clone()
+            now(caches.report(&key)).expect("cached").body.br.clone()
         })
     });
     group.finish();

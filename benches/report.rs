@@ -1,6 +1,6 @@
 //! The miss path's CPU work, per period: parsing Graph's CSV into the JSON body (the parser
 //! writes JSON as it reads), and the whole entry a miss stores in the cache (parse + ETag hash
-//! + weight).
+//! + compression + weight).
 //!
 //! `cargo bench --bench report`; the CSV is generated here the way Graph writes it (BOM, CRLF,
 //! an empty cell now and then, newest row first), so no simulator is needed.
@@ -76,7 +76,7 @@ fn report_work(c: &mut Criterion) {
         group.bench_function("parse_and_cache_entry", |b| {
             b.iter(|| {
                 let json = parse(black_box(&csv));
-                ReportEntry::from_json(Some("\"graph-etag\"".to_owned()), json, Instant::now())
+                ReportEntry::from_json(Some("\"graph-etag\"".to_owned()), &json, Instant::now())
             })
         });
         group.finish();

@@ -25,7 +25,7 @@ async fn report(body: web::Data<Bytes>) -> HttpResponse {
         .insert_header((ETAG, value("\"0123456789abcdef0123456789abcdef\"")))
         .insert_header((CACHE_CONTROL, value("private, max-age=899")))
         .insert_header((AGE, value("1")))
-        .insert_header((VARY, value("Authorization")))
+        .insert_header((VARY, value("Accept-Encoding, Authorization")))
         .insert_header((X_CACHE_STATUS.clone(), value("HIT")))
         .insert_header((
             X_REQUEST_ID.clone(),

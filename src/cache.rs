@@ -5,7 +5,8 @@
 //! - reports: `(tenant, period) -> ReportEntry`, bounded in bytes by a weigher, kept for
 //!   `stale-ttl` so a stale copy can outlive its fresh window. Freshness is tracked in the
 //!   entry itself (`validated_at`), since moka hides entries once they expire. An entry holds
-//!   only what is served and what revalidation needs: the serialized body, its ETag and Graph's.
+//!   only what is served and what revalidation needs: the serialized body, compressed (gzip,
+//!   and brotli where smaller), its ETags and Graph's. The weigher counts those bytes.
 //!
 //! Writes never go back in time: of two reports for one key, the one whose Graph call started
 //! later stays, and a `304` refreshes an entry only if it is still the one that was revalidated.
@@ -25,7 +26,12 @@ use moka::{
     policy::EvictionPolicy,
 };
 
-use crate::{auth::Fingerprint, catalog::ReportSpec, report::Window};
+use crate::{
+    auth::Fingerprint,
+    catalog::ReportSpec,
+    compression::{self, Coding, Encoded},
+    report::Window,
+};
 
 /// A token Graph has accepted.
 #[derive(Debug, Clone)]
@@ -96,10 +102,13 @@ impl std::hash::Hash for ReportKey {
 pub struct ReportEntry {
     /// The ETag Graph gave this report: the entry's identity when revalidating.
     pub graph_etag: Option<Box<str>>,
-    /// The JSON answer, serialized once and shared by every hit.
-    pub body: Bytes,
-    /// Our strong ETag, a hash of `body`.
+    /// The JSON answer, serialized and compressed once and shared by every hit: gzip, and
+    /// brotli where smaller. No identity copy is kept.
+    pub body: Encoded,
+    /// Our strong ETag of the identity body, a hash of it; each coding's is derived from it.
     pub etag: HeaderValue,
+    gzip_etag: HeaderValue,
+    br_etag: HeaderValue,
     /// When the Graph call that last confirmed this report (download or 304) was sent: the
     /// report is at least that current.
     pub validated_at: Instant,
@@ -109,64 +118,106 @@ pub struct ReportEntry {
 
 impl ReportEntry {
     /// The entry for a report's JSON `json`, as Graph sent it in answer to a call sent at
-    /// `validated_at`.
+    /// `validated_at`. Compresses the body: for a large one, run it off the async workers.
     pub fn from_json(
         graph_etag: Option<String>,
-        json: Vec<u8>,
+        json: &[u8],
         validated_at: Instant,
     ) -> ReportEntry {
-        // The writer grows its buffer by doubling, so a small body is copied into an
-        // allocation of its exact size (a few µs once per miss): shrinking the buffer in place
-        // left a free sliver behind every cached body, which fragmented the heap. A large one
-        // (a detail report) is shrunk in place, which for an allocation that size is a remap,
-        // not a second copy of tens of megabytes.
-        let body = if json.len() < LARGE_BODY {
-            Bytes::copy_from_slice(&json)
-        } else {
-            Bytes::from(json.into_boxed_slice())
-        };
-        let hash = blake3::hash(&body);
+        let hash = blake3::hash(json);
         let etag = HeaderValue::from_str(&format!("\"{}\"", &hash.to_hex()[..32]))
             .expect("hex is a valid header value");
-        ReportEntry::from_parts(graph_etag, body, etag, validated_at)
+        ReportEntry::from_parts(graph_etag, compression::encode(json), etag, validated_at)
     }
 
     /// An entry made elsewhere (by another replica, read from the shared cache).
     pub fn from_parts(
         graph_etag: Option<String>,
-        body: Bytes,
+        body: Encoded,
         etag: HeaderValue,
         validated_at: Instant,
     ) -> ReportEntry {
+        let gzip_etag = coding_etag(&etag, "gzip");
+        let br_etag = coding_etag(&etag, "br");
         let weight = allocated(ARC_COUNTS + size_of::<ReportEntry>())
             + graph_etag.as_ref().map_or(0, |e| allocated(e.len()))
-            + allocated(body.len())
+            + allocated(body.gzip.len())
             + allocated(BYTES_SHARED)
-            + allocated(etag.len());
+            + body
+                .br
+                .as_ref()
+                .map_or(0, |br| allocated(br.len()) + allocated(BYTES_SHARED))
+            + allocated(etag.len())
+            + allocated(gzip_etag.len())
+            + allocated(br_etag.len());
         ReportEntry {
             graph_etag: graph_etag.map(String::into_boxed_str),
             body,
             etag,
+            gzip_etag,
+            br_etag,
             validated_at,
             weight: u32::try_from(weight).unwrap_or(u32::MAX),
         }
     }
 
     /// The same report, confirmed again by a Graph call sent at `validated_at` (a 304). The
-    /// body is shared, not copied.
+    /// bodies are shared, not copied.
     pub fn revalidated(&self, validated_at: Instant) -> ReportEntry {
         ReportEntry {
             graph_etag: self.graph_etag.clone(),
             body: self.body.clone(),
             etag: self.etag.clone(),
+            gzip_etag: self.gzip_etag.clone(),
+            br_etag: self.br_etag.clone(),
             validated_at,
             weight: self.weight,
         }
     }
 
+    /// The strong ETag of one representation. The identity one is the body's hash, as it has
+    /// always been, so that clients' stored validators keep matching.
+    pub fn etag_of(&self, coding: Coding) -> &HeaderValue {
+        match coding {
+            Coding::Identity => &self.etag,
+            Coding::Gzip => &self.gzip_etag,
+            Coding::Br => &self.br_etag,
+        }
+    }
+
+    /// The body in `coding`: shared for a kept one, decompressed for identity.
+    pub fn body_in(&self, coding: Coding) -> std::io::Result<Bytes> {
+        match (coding, &self.body.br) {
+            (Coding::Br, Some(br)) => Ok(br.clone()),
+            (Coding::Gzip, _) | (Coding::Br, None) => Ok(self.body.gzip.clone()),
+            (Coding::Identity, _) => self.identity(),
+        }
+    }
+
+    /// The identity body, decompressed.
+    pub fn identity(&self) -> std::io::Result<Bytes> {
+        compression::gunzip(&self.body.gzip, self.body.len)
+    }
+
     pub fn age(&self) -> Duration {
         self.validated_at.elapsed()
     }
+}
+
+/// A coding's ETag: the identity one with `-gzip` or `-br` inside the quotes.
+fn coding_etag(identity: &HeaderValue, coding: &str) -> HeaderValue {
+    let tag = identity.as_bytes();
+    let inner = tag
+        .strip_prefix(b"\"")
+        .and_then(|t| t.strip_suffix(b"\""))
+        .unwrap_or(tag);
+    let mut value = Vec::with_capacity(tag.len() + coding.len() + 3);
+    value.push(b'"');
+    value.extend_from_slice(inner);
+    value.push(b'-');
+    value.extend_from_slice(coding.as_bytes());
+    value.push(b'"');
+    HeaderValue::from_bytes(&value).expect("a tag with a suffix is a valid header value")
 }
 
 /// The two ages that matter: until `fresh`, an entry is served without asking Graph; until
@@ -191,9 +242,6 @@ impl Freshness {
         self.fresh.saturating_sub(age).as_secs()
     }
 }
-
-/// From this size on, a body is kept in the buffer it was written to.
-const LARGE_BODY: usize = 1 << 20;
 
 /// The two reference counts in front of an `Arc`'s value.
 const ARC_COUNTS: usize = 2 * size_of::<usize>();
@@ -439,11 +487,50 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_weighs_its_body_and_no_parsed_rows() {
-        let entry = ReportEntry::from_json(Some("\"g\"".into()), report(1), Instant::now());
-        assert!(entry.weight as usize >= entry.body.len() + size_of::<ReportEntry>());
-        // Everything else it holds is two short tags and the headers around them.
-        assert!((entry.weight as usize) < entry.body.len() + 512);
+    fn an_entry_weighs_what_it_keeps_and_no_parsed_rows() {
+        let entry = ReportEntry::from_json(Some("\"g\"".into()), &report(1), Instant::now());
+        let kept = entry.body.gzip.len() + entry.body.br.as_ref().map_or(0, Bytes::len);
+        assert!(entry.weight as usize >= kept + size_of::<ReportEntry>());
+        // Everything else it holds is four short tags and the headers around them.
+        assert!((entry.weight as usize) < kept + size_of::<ReportEntry>() + 512);
+    }
+
+    #[test]
+    fn a_large_body_weighs_its_compressed_bytes_not_its_length() {
+        let rows: Vec<String> = (0..5000)
+            .map(|i| {
+                format!(
+                    "{{\"reportDate\":\"2026-11-25\",\"peerToPeer\":{}}}",
+                    i % 97
+                )
+            })
+            .collect();
+        let json = format!("{{\"value\":[{}]}}", rows.join(","));
+        let entry = ReportEntry::from_json(None, json.as_bytes(), Instant::now());
+        assert!(
+            (entry.weight as usize) < json.len() / 4,
+            "{} of {}",
+            entry.weight,
+            json.len()
+        );
+        assert_eq!(entry.identity().unwrap(), json.as_bytes());
+    }
+
+    #[test]
+    fn each_representation_has_its_own_strong_etag() {
+        let entry = ReportEntry::from_json(None, &report(1), Instant::now());
+        let identity = entry.etag_of(Coding::Identity).to_str().unwrap();
+        let hash = blake3::hash(&report(1)).to_hex();
+        assert_eq!(identity, format!("\"{}\"", &hash[..32]));
+        assert_eq!(
+            entry.etag_of(Coding::Gzip).to_str().unwrap(),
+            format!("\"{}-gzip\"", &hash[..32])
+        );
+        assert_eq!(
+            entry.etag_of(Coding::Br).to_str().unwrap(),
+            format!("\"{}-br\"", &hash[..32])
+        );
+        assert_eq!(entry.body_in(Coding::Identity).unwrap(), report(1));
     }
 
     #[tokio::test]
@@ -453,12 +540,12 @@ mod tests {
         let later = earlier + Duration::from_millis(1);
         let newer = Arc::new(ReportEntry::from_json(
             Some("\"2\"".into()),
-            report(2),
+            &report(2),
             later,
         ));
         let older = Arc::new(ReportEntry::from_json(
             Some("\"1\"".into()),
-            report(1),
+            &report(1),
             earlier,
         ));
 
@@ -475,13 +562,13 @@ mod tests {
         let sent = Instant::now();
         let old = Arc::new(ReportEntry::from_json(
             Some("\"1\"".into()),
-            report(1),
+            &report(1),
             sent,
         ));
         caches.store_report(key(), Arc::clone(&old)).await;
         let new = Arc::new(ReportEntry::from_json(
             Some("\"2\"".into()),
-            report(2),
+            &report(2),
             sent,
         ));
         caches.store_report(key(), Arc::clone(&new)).await;
@@ -498,7 +585,7 @@ mod tests {
         let sent = Instant::now();
         let entry = Arc::new(ReportEntry::from_json(
             Some("\"1\"".into()),
-            report(1),
+            &report(1),
             sent,
         ));
         caches.store_report(key(), Arc::clone(&entry)).await;
@@ -508,6 +595,7 @@ mod tests {
 
         assert_eq!(served.validated_at, confirmed_at);
         assert_eq!(served.body, entry.body);
+        assert_eq!(served.etag_of(Coding::Br), entry.etag_of(Coding::Br));
         assert_eq!(
             caches.report(&key()).await.unwrap().validated_at,
             confirmed_at

@@ -1,5 +1,6 @@
 pub mod auth;
 pub mod cache;
+pub mod compression;
 /// The report catalog, a crate of its own so that the Graph simulator shares it.
 pub use report_catalog as catalog;
 pub mod config;

@@ -19,10 +19,19 @@ pub struct ETag(pub String);
 )]
 pub struct CacheControl(pub String);
 
-/// Names `Authorization`: the answer depends on the caller's token.
+/// Names `Accept-Encoding` and `Authorization`: the answer depends on the codings the caller
+/// accepts and on its token.
 #[derive(ToSchema)]
-#[schema(pattern = "(^|,)[ ]*Authorization[ ]*(,|$)", example = "Authorization")]
+#[schema(
+    pattern = "^Accept-Encoding, Authorization$",
+    example = "Accept-Encoding, Authorization"
+)]
 pub struct Vary(pub String);
+
+/// The coding of a compressed body.
+#[derive(ToSchema)]
+#[schema(pattern = "^(gzip|br)$", example = "br")]
+pub struct ContentEncoding(pub String);
 
 /// `Bearer`, with an `error` parameter when Graph refused the token.
 #[derive(ToSchema)]

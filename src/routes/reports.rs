@@ -1,8 +1,14 @@
-use std::{collections::HashMap, sync::LazyLock};
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock},
+};
 
 use actix_web::{
     HttpRequest, HttpResponse, ResponseError,
-    http::header::{AGE, CACHE_CONTROL, ETAG, HeaderValue, IF_NONE_MATCH, VARY},
+    http::header::{
+        ACCEPT_ENCODING, AGE, CACHE_CONTROL, CONTENT_ENCODING, ETAG, HeaderValue, IF_NONE_MATCH,
+        VARY,
+    },
     web,
 };
 use serde_json::json;
@@ -11,6 +17,7 @@ use super::headers;
 use crate::{
     auth::BearerToken,
     catalog::{self, Kind, Parameter, ReportSpec},
+    compression::{self, Coding},
     connection,
     error::{ApiError, ErrorBody},
     report::{Period, Report, Window},
@@ -63,23 +70,30 @@ pub fn route<'a>(workload: &'a str, report: &'a str) -> Option<&'a CatalogRoute>
         ("period" = Period, Path, example = "D7",
             description = "Report period; any letter case is accepted (`d30` is `D30`)"),
         ("If-None-Match" = Option<String>, Header, nullable = false,
-            description = "An `ETag` from an earlier answer (or `*`): `304` when it still matches, \
-                           after the same authorization as a `200`"),
+            description = "An `ETag` from an earlier answer (or `*`): `304` when it still matches \
+                           the representation chosen by `Accept-Encoding`, after the same \
+                           authorization as a `200`"),
+        ("Accept-Encoding" = Option<String>, Header, nullable = false, example = "br, gzip",
+            description = "`br`, `gzip`, `identity` or `*`, with q-values: the coding weighed \
+                           highest among those kept is answered, `br` before `gzip` before \
+                           identity when weighed alike; without the header, identity. When \
+                           nothing acceptable is kept, identity all the same"),
     ),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The report, rows newest first", body = Report, headers(
-            ("ETag" = inline(headers::ETag), description = "Strong validator of the body"),
+            ("ETag" = inline(headers::ETag), description = "Strong validator of this representation: the identity body's tag, with `-gzip` or `-br` inside the quotes for a compressed one"),
+            ("Content-Encoding" = inline(headers::ContentEncoding), description = "`gzip` or `br` when the body is compressed; absent for identity"),
             ("Cache-Control" = inline(headers::CacheControl), description = "`private, max-age=N`: seconds of freshness left"),
             ("Age" = u64, description = "Seconds since Graph last confirmed the report"),
-            ("Vary" = inline(headers::Vary), description = "`Authorization`"),
+            ("Vary" = inline(headers::Vary), description = "`Accept-Encoding, Authorization`"),
             ("X-Cache-Status" = inline(CacheStatus), description = "How the answer was produced, in nginx's vocabulary"),
         )),
         (status = 304, description = "The caller's If-None-Match matches; no body", headers(
-            ("ETag" = inline(headers::ETag), description = "Strong validator of the body"),
+            ("ETag" = inline(headers::ETag), description = "Strong validator of the representation the caller has"),
             ("Cache-Control" = inline(headers::CacheControl), description = "`private, max-age=N`: seconds of freshness left"),
             ("Age" = u64, description = "Seconds since Graph last confirmed the report"),
-            ("Vary" = inline(headers::Vary), description = "`Authorization`"),
+            ("Vary" = inline(headers::Vary), description = "`Accept-Encoding, Authorization`"),
             ("X-Cache-Status" = inline(CacheStatus), description = "How the answer was produced, in nginx's vocabulary"),
         )),
         (status = 400, description = "`invalidPeriod`: the period is not one of the four (or, for a report that takes one, a date `YYYY-MM-DD`); Graph is not called",
@@ -146,7 +160,7 @@ async fn serve(
         served = reports.report(&token, report, window, request_id.as_str()) => served?,
         () = connection::client_gone(req) => return Err(ApiError::ClientGone),
     };
-    Ok(answer(req, &served))
+    answer(req, &served).await
 }
 
 /// The catalog: every report the gateway serves, with its route, Graph function, parameters
@@ -242,37 +256,63 @@ struct CatalogColumn {
     optional: Option<bool>,
 }
 
-/// 200 with the shared pre-serialized body, or 304 when the caller already has it. Either way
+/// 200 with the shared pre-serialized body in the representation the caller's
+/// `Accept-Encoding` chooses, or 304 when the caller already has that representation. Either way
 /// only after the service authorized the token.
-fn answer(req: &HttpRequest, served: &Served) -> HttpResponse {
+async fn answer(req: &HttpRequest, served: &Served) -> Result<HttpResponse, ApiError> {
     let entry = &served.entry;
+    let coding = compression::negotiate(
+        req.headers()
+            .get(ACCEPT_ENCODING)
+            .map(HeaderValue::as_bytes),
+        entry.body.br.is_some(),
+    );
+    let etag = entry.etag_of(coding);
     let not_modified = req
         .headers()
         .get(IF_NONE_MATCH)
-        .is_some_and(|inm| etag_matches(inm, &entry.etag));
+        .is_some_and(|inm| etag_matches(inm, etag));
     let mut response = if not_modified {
         HttpResponse::NotModified()
     } else {
         HttpResponse::Ok()
     };
     response
-        .insert_header((ETAG, entry.etag.clone()))
+        .insert_header((ETAG, etag.clone()))
         .insert_header((
             CACHE_CONTROL,
             format!("private, max-age={}", served.max_age),
         ))
         .insert_header((AGE, HeaderValue::from(served.age.as_secs())))
-        .insert_header((VARY, "Authorization"))
+        .insert_header((VARY, VARY_VALUE))
         .insert_header((X_CACHE_STATUS.clone(), served.status.header_value()));
     // For the access log.
     response.extensions_mut().insert(served.status);
     if not_modified {
-        response.finish()
-    } else {
-        response
-            .content_type("application/json")
-            .body(entry.body.clone())
+        return Ok(response.finish());
     }
+    if let Some(encoding) = coding.content_encoding() {
+        response.insert_header((CONTENT_ENCODING, encoding));
+    }
+    let body = if coding == Coding::Identity && entry.body.len >= compression::LARGE_BODY {
+        // A large identity body is decompressed off the worker, like it was compressed.
+        let entry = Arc::clone(entry);
+        web::block(move || entry.identity())
+            .await
+            .map_err(|_| undecodable())?
+    } else {
+        entry.body_in(coding)
+    };
+    let body = body.map_err(|_| undecodable())?;
+    Ok(response.content_type("application/json").body(body))
+}
+
+/// The answer depends on the caller's token and on the codings it accepts.
+const VARY_VALUE: HeaderValue = HeaderValue::from_static("Accept-Encoding, Authorization");
+
+/// A kept body that does not decompress: never expected, since the gateway compressed it.
+fn undecodable() -> ApiError {
+    ApiError::InvalidReport("the cached report does not decompress".into())
 }
 
 /// `If-None-Match` uses the weak comparison (RFC 9110 13.1.2): `W/` is ignored, `*` matches.

@@ -47,7 +47,7 @@ use crate::{
     graph::{Fetched, GraphClient, GraphError, ReportCall, RetryPolicy},
     metrics::Metrics,
     report::{Window, parse_report},
-    shared::{self, SharedCache, SharedSlot, StoredReport, Taken, Turn},
+    shared::{self, SharedCache, SharedSlot, StoredBody, StoredReport, Taken, Turn},
 };
 
 /// A report answer: the cached entry and how it was obtained.
@@ -575,14 +575,17 @@ impl ReportService {
                 };
                 self.remember(job).await;
                 let report = job.key.report;
-                let json = self.parse(report, csv, job.key.window).await.map_err(|e| {
-                    warn!(
-                        "Graph's {} {} report does not parse: {e}",
-                        report.function, job.key.window
-                    );
-                    ApiError::InvalidReport(e.to_string())
-                })?;
-                let entry = Arc::new(ReportEntry::from_json(etag, json, sent_at));
+                let entry = self
+                    .entry_of(report, csv, job.key.window, etag, sent_at)
+                    .await
+                    .map_err(|e| {
+                        warn!(
+                            "Graph's {} {} report does not parse: {e}",
+                            report.function, job.key.window
+                        );
+                        ApiError::InvalidReport(e.to_string())
+                    })?;
+                let entry = Arc::new(entry);
                 let current = self.caches.store_report(job.key.clone(), entry).await;
                 self.share_report(&job.key, &current).await;
                 Ok(self.served(current, CacheStatus::Miss, Instant::now()))
@@ -974,12 +977,7 @@ impl ReportService {
                     .as_ref()
                     .is_none_or(|c| validated_at > c.validated_at)
                 {
-                    let entry = Arc::new(ReportEntry::from_parts(
-                        stored.graph_etag,
-                        stored.body,
-                        stored.etag,
-                        validated_at,
-                    ));
+                    let entry = Arc::new(self.stored_entry(stored).await);
                     cached = Some(self.caches.store_report(job.key.clone(), entry).await);
                 }
             }
@@ -996,22 +994,50 @@ impl ReportService {
         }
     }
 
-    /// Parses a download into its answer. A detail report (a row per user, site or group) can
-    /// take a few hundred milliseconds and a hundred megabytes: it is parsed off the worker, so
-    /// the worker's other requests are not held up, and one at a time, so that memory holds one
-    /// such download and its answer, not one per upstream slot.
-    async fn parse(
+    /// Parses a download into its answer and compresses it: the entry to store. A detail report
+    /// (a row per user, site or group) can take a few hundred milliseconds and a hundred
+    /// megabytes: it is parsed and compressed off the worker, so the worker's other requests are
+    /// not held up, and one at a time, so that memory holds one such download and its answer,
+    /// not one per upstream slot.
+    async fn entry_of(
         &self,
         report: &'static ReportSpec,
         csv: bytes::Bytes,
         window: Window,
-    ) -> Result<Vec<u8>, crate::report::ReportError> {
+        graph_etag: Option<String>,
+        sent_at: Instant,
+    ) -> Result<ReportEntry, crate::report::ReportError> {
         let limit = self.settings.detail_json_limit;
+        let build = move || {
+            let json = parse_report(report, &csv, window, limit)?;
+            Ok(ReportEntry::from_json(graph_etag, &json, sent_at))
+        };
         if report.rows != crate::catalog::Rows::PerEntity {
-            return parse_report(report, &csv, window, limit);
+            return build();
         }
+        self.off_worker(build).await
+    }
+
+    /// An entry read from the shared cache. One written by a replica that kept identity bodies
+    /// is compressed here, once (off the worker when large); its ETag stays the one it was
+    /// served under.
+    async fn stored_entry(&self, stored: StoredReport) -> ReportEntry {
+        let body = match stored.body {
+            StoredBody::Encoded(body) => body,
+            StoredBody::Identity(json) if json.len() >= crate::compression::LARGE_BODY => {
+                self.off_worker(move || crate::compression::encode(&json))
+                    .await
+            }
+            StoredBody::Identity(json) => crate::compression::encode(&json),
+        };
+        let validated_at = shared::unix_ms_to_instant(stored.validated_ms);
+        ReportEntry::from_parts(stored.graph_etag, body, stored.etag, validated_at)
+    }
+
+    /// Runs CPU-bound work on the blocking pool, one such job at a time.
+    async fn off_worker<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> T {
         let _one_at_a_time = self.detail_parses.acquire().await;
-        tokio::task::spawn_blocking(move || parse_report(report, &csv, window, limit))
+        tokio::task::spawn_blocking(work)
             .await
             .unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()))
     }
@@ -1022,7 +1048,7 @@ impl ReportService {
             let stored = StoredReport {
                 graph_etag: entry.graph_etag.as_deref().map(str::to_owned),
                 etag: entry.etag.clone(),
-                body: entry.body.clone(),
+                body: StoredBody::Encoded(entry.body.clone()),
                 validated_ms: shared::instant_to_unix_ms(entry.validated_at),
             };
             shared.store_report(key, &stored).await;

@@ -91,7 +91,8 @@ fn body(value: u64) -> Result<Fetched, GraphError> {
 }
 
 fn peer_to_peer(served: &Served) -> u64 {
-    let json: serde_json::Value = serde_json::from_slice(&served.entry.body).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&served.entry.identity().unwrap()).unwrap();
     json["value"][0]["peerToPeer"].as_u64().unwrap()
 }
 
@@ -450,7 +451,7 @@ fn a_full_queue_answers_overloaded_and_a_known_user_stale_at_once() {
             window: D7,
         };
         let entry = h.reports.service.caches.report(&key).await.unwrap();
-        let json: serde_json::Value = serde_json::from_slice(&entry.body).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&entry.identity().unwrap()).unwrap();
         assert_eq!(json["value"][0]["peerToPeer"], 3, "and refreshed the entry");
     });
 }
@@ -500,5 +501,36 @@ fn a_new_tokens_flight_waiting_to_retry_is_dropped_when_its_callers_leave() {
         tokio::time::sleep(Duration::from_millis(300)).await;
 
         assert_eq!(h.upstream().calls().len(), 1, "the retry was never made");
+    });
+}
+
+#[test]
+fn a_shared_record_with_an_identity_body_becomes_a_compressed_entry_under_its_etag() {
+    run(async {
+        let h = Harness::new(Duration::from_secs(60));
+        let rows = |n| {
+            Bytes::from(format!(
+                "{{\"value\":[{}{{}}]}}",
+                "{\"peerToPeer\":1},".repeat(n)
+            ))
+        };
+        // A count report's size, and one compressed off the worker.
+        for json in [rows(20), rows(crate::compression::LARGE_BODY / 10)] {
+            let etag = actix_web::http::header::HeaderValue::from_static(
+                "\"written-by-an-older-replica\"",
+            );
+            let stored = StoredReport {
+                graph_etag: Some("\"g\"".into()),
+                etag: etag.clone(),
+                body: StoredBody::Identity(json.clone()),
+                validated_ms: shared::unix_ms(),
+            };
+            let entry = h.reports.service.stored_entry(stored).await;
+            assert_eq!(entry.identity().unwrap(), json);
+            assert!(entry.body.gzip.len() < json.len() / 2);
+            assert!(entry.body.br.is_some());
+            assert_eq!(entry.etag, etag, "the ETag it was served under");
+            assert_eq!(entry.graph_etag.as_deref(), Some("\"g\""));
+        }
     });
 }

@@ -30,7 +30,7 @@ use redis::{
 };
 
 pub use keys::SharedKeys;
-pub use records::StoredReport;
+pub use records::{StoredBody, StoredReport};
 
 use crate::{
     auth::Fingerprint,

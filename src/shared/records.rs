@@ -1,15 +1,24 @@
 //! What the shared cache keeps, as bytes: the plaintext that is sealed before it reaches Redis.
 //! A versioned, length-prefixed layout; anything that does not decode is ignored like an entry
-//! that does not open.
+//! that does not open. Each kind of record has its own version: a report record is at version 2
+//! since it keeps the compressed bodies; a version 1 report (the identity body, as replicas
+//! before compression wrote it) still reads, so that a rolling update costs no Graph call.
 
 use std::sync::Arc;
 
 use actix_web::http::header::HeaderValue;
 use bytes::Bytes;
 
-use crate::cache::{Refusal, TokenEntry};
+use crate::{
+    cache::{Refusal, TokenEntry},
+    compression::Encoded,
+};
 
 const VERSION: u8 = 1;
+/// Reports with their compressed bodies.
+const REPORT_VERSION: u8 = 2;
+/// Reports with the identity body.
+const IDENTITY_REPORT_VERSION: u8 = 1;
 
 /// A report entry as the shared cache keeps it; its time is wall-clock, which every replica
 /// reads alike, where an `Instant` means nothing outside its process.
@@ -17,15 +26,24 @@ const VERSION: u8 = 1;
 pub struct StoredReport {
     pub graph_etag: Option<String>,
     pub etag: HeaderValue,
-    pub body: Bytes,
+    pub body: StoredBody,
     /// When the Graph call that last confirmed the report was sent, milliseconds since the epoch.
     pub validated_ms: u64,
+}
+
+/// A report's answer as a record holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoredBody {
+    /// Compressed, as every entry is now.
+    Encoded(Encoded),
+    /// The identity body of a record written before compression: to be compressed on reading.
+    Identity(Bytes),
 }
 
 /// A token's validation, and until when (ms since the epoch) it stands: Redis' TTL alone is
 /// not trusted, since anyone with access to Redis can lift it.
 pub fn encode_token(entry: &TokenEntry, valid_until: u64) -> Vec<u8> {
-    let mut w = Writer::new();
+    let mut w = Writer::new(VERSION);
     w.bytes(entry.tenant.as_bytes());
     w.bytes(entry.app.as_bytes());
     w.optional_u64(entry.expires_at);
@@ -34,7 +52,7 @@ pub fn encode_token(entry: &TokenEntry, valid_until: u64) -> Vec<u8> {
 }
 
 pub fn decode_token(bytes: &[u8]) -> Option<(TokenEntry, u64)> {
-    let mut r = Reader::new(bytes)?;
+    let mut r = Reader::new(bytes, VERSION)?;
     let entry = TokenEntry {
         tenant: Arc::from(r.string()?),
         app: Arc::from(r.string()?),
@@ -46,7 +64,7 @@ pub fn decode_token(bytes: &[u8]) -> Option<(TokenEntry, u64)> {
 
 /// Graph's refusal of a token, and until when (ms since the epoch) it is repeated.
 pub fn encode_refusal(refusal: &Refusal, valid_until: u64) -> Vec<u8> {
-    let mut w = Writer::new();
+    let mut w = Writer::new(VERSION);
     w.u64(u64::from(refusal.status));
     w.bytes(refusal.code.as_bytes());
     w.bytes(refusal.message.as_bytes());
@@ -55,7 +73,7 @@ pub fn encode_refusal(refusal: &Refusal, valid_until: u64) -> Vec<u8> {
 }
 
 pub fn decode_refusal(bytes: &[u8]) -> Option<(Refusal, u64)> {
-    let mut r = Reader::new(bytes)?;
+    let mut r = Reader::new(bytes, VERSION)?;
     let refusal = Refusal {
         status: u16::try_from(r.u64()?).ok()?,
         code: r.string()?.to_owned(),
@@ -65,8 +83,14 @@ pub fn decode_refusal(bytes: &[u8]) -> Option<(Refusal, u64)> {
     r.end().then_some((refusal, valid_until))
 }
 
+/// A report, at [`REPORT_VERSION`]. One that still holds an identity body (read from an older
+/// record) is written as it was read.
 pub fn encode_report(report: &StoredReport) -> Vec<u8> {
-    let mut w = Writer::new();
+    let version = match report.body {
+        StoredBody::Encoded(_) => REPORT_VERSION,
+        StoredBody::Identity(_) => IDENTITY_REPORT_VERSION,
+    };
+    let mut w = Writer::new(version);
     w.u64(report.validated_ms);
     match &report.graph_etag {
         Some(etag) => {
@@ -76,12 +100,26 @@ pub fn encode_report(report: &StoredReport) -> Vec<u8> {
         None => w.0.push(0),
     }
     w.bytes(report.etag.as_bytes());
-    w.bytes(&report.body);
+    match &report.body {
+        StoredBody::Identity(body) => w.bytes(body),
+        StoredBody::Encoded(body) => {
+            w.u64(body.len as u64);
+            w.bytes(&body.gzip);
+            match &body.br {
+                Some(br) => {
+                    w.0.push(1);
+                    w.bytes(br);
+                }
+                None => w.0.push(0),
+            }
+        }
+    }
     w.0
 }
 
 pub fn decode_report(bytes: &[u8]) -> Option<StoredReport> {
-    let mut r = Reader::new(bytes)?;
+    let (&version, _) = bytes.split_first()?;
+    let mut r = Reader::new(bytes, version)?;
     let validated_ms = r.u64()?;
     let graph_etag = match r.byte()? {
         0 => None,
@@ -89,7 +127,20 @@ pub fn decode_report(bytes: &[u8]) -> Option<StoredReport> {
         _ => return None,
     };
     let etag = HeaderValue::from_bytes(r.bytes()?).ok()?;
-    let body = Bytes::copy_from_slice(r.bytes()?);
+    let body = match version {
+        IDENTITY_REPORT_VERSION => StoredBody::Identity(Bytes::copy_from_slice(r.bytes()?)),
+        REPORT_VERSION => {
+            let len = usize::try_from(r.u64()?).ok()?;
+            let gzip = Bytes::copy_from_slice(r.bytes()?);
+            let br = match r.byte()? {
+                0 => None,
+                1 => Some(Bytes::copy_from_slice(r.bytes()?)),
+                _ => return None,
+            };
+            StoredBody::Encoded(Encoded { gzip, br, len })
+        }
+        _ => return None,
+    };
     r.end().then_some(StoredReport {
         graph_etag,
         etag,
@@ -101,8 +152,8 @@ pub fn decode_report(bytes: &[u8]) -> Option<StoredReport> {
 struct Writer(Vec<u8>);
 
 impl Writer {
-    fn new() -> Writer {
-        Writer(vec![VERSION])
+    fn new(version: u8) -> Writer {
+        Writer(vec![version])
     }
 
     fn u64(&mut self, value: u64) {
@@ -129,9 +180,9 @@ impl Writer {
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Option<Reader<'a>> {
+    fn new(bytes: &'a [u8], expected: u8) -> Option<Reader<'a>> {
         let (&version, rest) = bytes.split_first()?;
-        (version == VERSION).then_some(Reader(rest))
+        (version == expected).then_some(Reader(rest))
     }
 
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
@@ -199,14 +250,26 @@ mod tests {
             decode_refusal(&encode_refusal(&refusal, 7)),
             Some((refusal, 7))
         );
+        let identity = Bytes::from_static(b"{\"value\":[]}");
+        let encoded = crate::compression::encode(&identity);
+        let without_br = Encoded {
+            br: None,
+            ..encoded.clone()
+        };
         for graph_etag in [None, Some("\"g1\"".to_owned())] {
-            let report = StoredReport {
-                graph_etag,
-                etag: HeaderValue::from_static("\"abc\""),
-                body: Bytes::from_static(b"{\"value\":[]}"),
-                validated_ms: 1_800_000_000_000,
-            };
-            assert_eq!(decode_report(&encode_report(&report)), Some(report));
+            for body in [
+                StoredBody::Encoded(encoded.clone()),
+                StoredBody::Encoded(without_br.clone()),
+                StoredBody::Identity(identity.clone()),
+            ] {
+                let report = StoredReport {
+                    graph_etag: graph_etag.clone(),
+                    etag: HeaderValue::from_static("\"abc\""),
+                    body,
+                    validated_ms: 1_800_000_000_000,
+                };
+                assert_eq!(decode_report(&encode_report(&report)), Some(report));
+            }
         }
     }
 
@@ -231,5 +294,34 @@ mod tests {
         other_version[0] = VERSION + 1;
         assert!(decode_token(&other_version).is_none());
         assert!(decode_report(b"").is_none());
+        let report = encode_report(&StoredReport {
+            graph_etag: None,
+            etag: HeaderValue::from_static("\"abc\""),
+            body: StoredBody::Encoded(crate::compression::encode(b"{}")),
+            validated_ms: 1,
+        });
+        let mut future = report.clone();
+        future[0] = REPORT_VERSION + 1;
+        assert!(decode_report(&future).is_none());
+        assert!(decode_report(&report[..report.len() - 1]).is_none());
+    }
+
+    /// The layout replicas wrote before compression, byte for byte: it must still read.
+    #[test]
+    fn a_report_written_before_compression_reads_as_its_identity_body() {
+        let mut old = vec![1];
+        old.extend_from_slice(&7u64.to_be_bytes());
+        old.push(1);
+        old.extend_from_slice(&4u32.to_be_bytes());
+        old.extend_from_slice(b"\"g\"x");
+        old.extend_from_slice(&5u32.to_be_bytes());
+        old.extend_from_slice(b"\"abc\"");
+        old.extend_from_slice(&2u32.to_be_bytes());
+        old.extend_from_slice(b"{}");
+        let report = decode_report(&old).unwrap();
+        assert_eq!(report.validated_ms, 7);
+        assert_eq!(report.graph_etag.as_deref(), Some("\"g\"x"));
+        assert_eq!(report.etag, HeaderValue::from_static("\"abc\""));
+        assert_eq!(report.body, StoredBody::Identity(Bytes::from_static(b"{}")));
     }
 }

@@ -91,7 +91,7 @@ impl Contract {
                     )),
                     Some((media_type, entry)) => {
                         let body = if essence(media_type) == "application/json" {
-                            serde_json::from_slice(&answer.body)
+                            serde_json::from_slice(&answer.decoded())
                                 .unwrap_or_else(|e| Value::String(format!("not JSON: {e}")))
                         } else {
                             Value::String(String::from_utf8_lossy(&answer.body).into_owned())
@@ -339,6 +339,21 @@ async fn the_document_describes_what_the_design_promises() {
         }
     }
     assert_eq!(required("401", "WWW-Authenticate"), &json!(true));
+    // Sent only with a compressed body.
+    assert_eq!(required("200", "Content-Encoding"), &Value::Null);
+    assert_eq!(
+        responses["200"]["headers"]["Vary"]["schema"]["pattern"],
+        "^Accept-Encoding, Authorization$"
+    );
+    let parameters = &report["parameters"];
+    assert!(
+        parameters
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "Accept-Encoding" && p["in"] == "header"),
+        "{parameters}"
+    );
     assert_eq!(
         responses["429"]["headers"]["Retry-After"]["schema"]["type"],
         "integer"
@@ -454,6 +469,24 @@ async fn report_answers_match_the_document() {
         .await;
     assert_eq!(not_modified.status, 304);
     contract.assert_conforms(REPORT, &not_modified);
+
+    for coding in ["gzip", "br"] {
+        let compressed = app
+            .report_with("D90", &token, &[("Accept-Encoding", coding)])
+            .await;
+        assert_eq!(compressed.header("content-encoding"), Some(coding));
+        contract.assert_conforms(REPORT, &compressed);
+        let etag = compressed.header("etag").unwrap();
+        let not_modified = app
+            .report_with(
+                "D90",
+                &token,
+                &[("Accept-Encoding", coding), ("If-None-Match", etag)],
+            )
+            .await;
+        assert_eq!(not_modified.status, 304);
+        contract.assert_conforms(REPORT, &not_modified);
+    }
 }
 
 #[actix_web::test]
@@ -599,6 +632,9 @@ async fn the_check_catches_a_document_that_is_wrong_about_an_answer() {
     });
     assert_noticed(&report, ok, "X-Cache-Status", &|h| {
         h["X-Cache-Status"]["schema"] = json!({"enum": ["HIT"]})
+    });
+    assert_noticed(&report, ok, "Vary", &|h| {
+        h["Vary"]["schema"]["pattern"] = json!("^Authorization$")
     });
     assert_noticed(&report, ok, "X-Missing", &|h| {
         h["X-Missing"] = json!({"schema": {"type": "string"}, "required": true})

@@ -23,6 +23,23 @@ impl Answer {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
+    /// The identity body, whatever the answer's `Content-Encoding` (`gzip`, `br` or none).
+    pub fn decoded(&self) -> Vec<u8> {
+        use std::io::Read as _;
+        let mut out = Vec::new();
+        match self.header("content-encoding") {
+            None => out.clone_from(&self.body),
+            Some("gzip") => {
+                flate2::read::GzDecoder::new(&self.body[..])
+                    .read_to_end(&mut out)
+                    .unwrap();
+            }
+            Some("br") => brotli::BrotliDecompress(&mut &self.body[..], &mut out).unwrap(),
+            Some(other) => panic!("unexpected Content-Encoding {other}"),
+        }
+        out
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }

@@ -5,6 +5,7 @@ mod app_mode;
 mod budget;
 mod cache;
 mod catalog;
+mod compression;
 mod connections;
 mod contract;
 mod cors;
