@@ -103,8 +103,30 @@ pub fn kept(buffer: Vec<u8>) -> Bytes {
     }
 }
 
+/// The most deflate expands its input (about 1032 to 1), so a recorded length above this cannot
+/// be the gzip body's and is refused before anything is allocated for it.
+const MAX_EXPANSION: usize = 1032;
+
+/// Whether `len` can be the identity length of `gzip`: within deflate's expansion, and the
+/// gzip trailer's own length field (ISIZE, the length modulo 2^32) agrees.
+fn plausible(gzip: &[u8], len: usize) -> bool {
+    let trailer_len = gzip
+        .len()
+        .checked_sub(4)
+        .and_then(|at| gzip.get(at..))
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes);
+    len <= gzip.len().saturating_mul(MAX_EXPANSION) && trailer_len == Some(len as u32)
+}
+
 /// The identity body, from the gzip body of `len` bytes; an error if it is not one.
 pub fn gunzip(gzip: &[u8], len: usize) -> std::io::Result<Bytes> {
+    if !plausible(gzip, len) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the recorded length cannot be the gzip body's",
+        ));
+    }
     match gzip.split_at_checked(GZIP_HEADER) {
         // The header the gateway's own encoder writes (no name, comment or extra field): the
         // deflate stream is inflated in place by this thread's inflater.
@@ -164,6 +186,75 @@ fn gunzip_any(gzip: &[u8], len: usize) -> std::io::Result<Bytes> {
         return Err(std::io::Error::other("longer than its recorded length"));
     }
     Ok(Bytes::from(body))
+}
+
+/// How much of a large identity body is inflated per chunk of its answer.
+const STREAM_CHUNK: usize = 64 * 1024;
+
+/// A large gzip body inflated as its answer is written, a chunk at a time: an identity answer
+/// holds the inflater and one chunk, never the whole body, however many callers ask at once.
+/// The trailer (CRC-32 and length) is checked at the end, and a body longer or shorter than `len`
+/// ends the stream with an error, which aborts the answer rather than completing a wrong one.
+pub struct GunzipStream {
+    decoder: flate2::bufread::GzDecoder<bytes::buf::Reader<Bytes>>,
+    left: usize,
+    done: bool,
+}
+
+impl GunzipStream {
+    pub fn new(gzip: Bytes, len: usize) -> std::io::Result<GunzipStream> {
+        use bytes::Buf as _;
+        if !plausible(&gzip, len) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the recorded length cannot be the gzip body's",
+            ));
+        }
+        Ok(GunzipStream {
+            decoder: flate2::bufread::GzDecoder::new(gzip.reader()),
+            left: len,
+            done: false,
+        })
+    }
+}
+
+impl futures_util::Stream for GunzipStream {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let want = self.left.min(STREAM_CHUNK);
+        let mut chunk = vec![0; want.max(1)];
+        let result = if want == 0 {
+            // All of it written: reading on checks the trailer, and that nothing follows.
+            match self.decoder.read(&mut chunk) {
+                Ok(0) => {
+                    self.done = true;
+                    return Poll::Ready(None);
+                }
+                Ok(_) => Err(std::io::Error::other("longer than its recorded length")),
+                Err(e) => Err(e),
+            }
+        } else {
+            self.decoder.read_exact(&mut chunk).map(|()| chunk)
+        };
+        match result {
+            Ok(chunk) => {
+                self.left -= chunk.len();
+                Poll::Ready(Some(Ok(Bytes::from(chunk))))
+            }
+            Err(e) => {
+                self.done = true;
+                Poll::Ready(Some(Err(e)))
+            }
+        }
+    }
 }
 
 /// Weights of `Accept-Encoding`, in thousandths (RFC 9110 12.4.2: three decimals at most).
@@ -266,6 +357,42 @@ fn trim(bytes: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn collect(stream: GunzipStream) -> std::io::Result<Vec<u8>> {
+        use futures_util::{FutureExt as _, StreamExt as _};
+        // The stream never waits: its chunks are inflated as they are asked for.
+        let chunks: Vec<_> = stream.collect().now_or_never().expect("never pending");
+        chunks.into_iter().try_fold(Vec::new(), |mut all, chunk| {
+            all.extend_from_slice(&chunk?);
+            Ok(all)
+        })
+    }
+
+    #[test]
+    fn a_large_body_streams_back_chunk_by_chunk_and_its_trailer_is_checked() {
+        let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let encoded = encode(&body);
+        let stream = GunzipStream::new(encoded.gzip.clone(), body.len()).unwrap();
+        assert_eq!(collect(stream).unwrap(), body);
+        // A length the trailer does not record is refused before anything is inflated.
+        assert!(GunzipStream::new(encoded.gzip.clone(), body.len() - 1).is_err());
+        // A body whose CRC is wrong ends its stream with an error.
+        let mut corrupt = encoded.gzip.to_vec();
+        let at = corrupt.len() - 8;
+        corrupt[at] ^= 1;
+        let stream = GunzipStream::new(Bytes::from(corrupt), body.len()).unwrap();
+        assert!(collect(stream).is_err());
+    }
+
+    #[test]
+    fn a_recorded_length_beyond_what_deflate_can_expand_allocates_nothing() {
+        let encoded = encode(b"{}");
+        // The trailer's length field agrees modulo 2^32, but no gzip of this size holds it.
+        let huge = 2 + (1usize << 32);
+        assert!(gunzip(&encoded.gzip, huge).is_err());
+        assert!(GunzipStream::new(encoded.gzip.clone(), huge).is_err());
+        assert_eq!(&gunzip(&encoded.gzip, 2).unwrap()[..], b"{}");
+    }
 
     #[test]
     fn accept_encoding_chooses_by_weight_among_what_is_kept() {

@@ -69,7 +69,7 @@ pub fn init_with(
         std::panic::set_hook(Box::new(move |info| {
             previous(info);
             if let Some(access) = ACCESS.get() {
-                access.flush();
+                access.try_flush();
             }
         }));
     }

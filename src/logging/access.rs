@@ -131,6 +131,15 @@ impl AccessLog {
         self.write_batch(&mut output, &mut batch);
     }
 
+    /// Like [`AccessLog::flush`], unless the writer is in the middle of a write (or this thread
+    /// holds the output already): a panicking thread must not hang on a stderr nobody reads.
+    pub fn try_flush(&self) {
+        if let Ok(mut output) = self.shared.output.try_lock() {
+            let mut batch = Vec::new();
+            self.write_batch(&mut output, &mut batch);
+        }
+    }
+
     /// Takes what is buffered (leaving `batch`'s empty allocation in its place) and writes it.
     fn write_batch(&self, output: &mut Box<dyn Write + Send>, batch: &mut Vec<u8>) {
         batch.clear();

@@ -20,10 +20,11 @@ pub struct ETag(pub String);
 pub struct CacheControl(pub String);
 
 /// Names `Accept-Encoding` and `Authorization`: the answer depends on the codings the caller
-/// accepts and on its token.
+/// accepts and on its token; with `--cors-origins`, `Origin` and the preflight's request headers
+/// follow.
 #[derive(ToSchema)]
 #[schema(
-    pattern = "^Accept-Encoding, Authorization$",
+    pattern = "^Accept-Encoding, Authorization(, [A-Za-z-]+)*$",
     example = "Accept-Encoding, Authorization"
 )]
 pub struct Vary(pub String);

@@ -1,7 +1,4 @@
-use std::{
-    collections::HashMap,
-    sync::{Arc, LazyLock},
-};
+use std::{collections::HashMap, sync::LazyLock};
 
 use actix_web::{
     HttpRequest, HttpResponse, ResponseError,
@@ -86,14 +83,14 @@ pub fn route<'a>(workload: &'a str, report: &'a str) -> Option<&'a CatalogRoute>
             ("Content-Encoding" = inline(headers::ContentEncoding), description = "`gzip` or `br` when the body is compressed; absent for identity"),
             ("Cache-Control" = inline(headers::CacheControl), description = "`private, max-age=N`: seconds of freshness left"),
             ("Age" = u64, description = "Seconds since Graph last confirmed the report"),
-            ("Vary" = inline(headers::Vary), description = "`Accept-Encoding, Authorization`"),
+            ("Vary" = inline(headers::Vary), description = "`Accept-Encoding, Authorization`, and with CORS on `Origin` and the preflight's request headers"),
             ("X-Cache-Status" = inline(CacheStatus), description = "How the answer was produced, in nginx's vocabulary"),
         )),
         (status = 304, description = "The caller's If-None-Match matches; no body", headers(
             ("ETag" = inline(headers::ETag), description = "Strong validator of the representation the caller has"),
             ("Cache-Control" = inline(headers::CacheControl), description = "`private, max-age=N`: seconds of freshness left"),
             ("Age" = u64, description = "Seconds since Graph last confirmed the report"),
-            ("Vary" = inline(headers::Vary), description = "`Accept-Encoding, Authorization`"),
+            ("Vary" = inline(headers::Vary), description = "`Accept-Encoding, Authorization`, and with CORS on `Origin` and the preflight's request headers"),
             ("X-Cache-Status" = inline(CacheStatus), description = "How the answer was produced, in nginx's vocabulary"),
         )),
         (status = 400, description = "`invalidPeriod`: the period is not one of the four (or, for a report that takes one, a date `YYYY-MM-DD`); Graph is not called",
@@ -261,12 +258,22 @@ struct CatalogColumn {
 /// only after the service authorized the token.
 async fn answer(req: &HttpRequest, served: &Served) -> Result<HttpResponse, ApiError> {
     let entry = &served.entry;
-    let coding = compression::negotiate(
-        req.headers()
-            .get(ACCEPT_ENCODING)
-            .map(HeaderValue::as_bytes),
-        entry.body.br.is_some(),
-    );
+    // A header sent as several lines is one list (RFC 9110 5.3).
+    let mut lines = req.headers().get_all(ACCEPT_ENCODING);
+    let accept: Option<std::borrow::Cow<'_, [u8]>> = match (lines.next(), lines.next()) {
+        (None, _) => None,
+        (Some(one), None) => Some(one.as_bytes().into()),
+        (Some(first), Some(second)) => {
+            let rest = std::iter::once(second).chain(lines);
+            let joined = rest.fold(first.as_bytes().to_vec(), |mut all, line| {
+                all.extend_from_slice(b", ");
+                all.extend_from_slice(line.as_bytes());
+                all
+            });
+            Some(joined.into())
+        }
+    };
+    let coding = compression::negotiate(accept.as_deref(), entry.body.br.is_some());
     let etag = entry.etag_of(coding);
     let not_modified = req
         .headers()
@@ -294,17 +301,19 @@ async fn answer(req: &HttpRequest, served: &Served) -> Result<HttpResponse, ApiE
     if let Some(encoding) = coding.content_encoding() {
         response.insert_header((CONTENT_ENCODING, encoding));
     }
-    let body = if coding == Coding::Identity && entry.body.len >= compression::LARGE_BODY {
-        // A large identity body is decompressed off the worker, like it was compressed.
-        let entry = Arc::clone(entry);
-        web::block(move || entry.identity())
-            .await
-            .map_err(|_| undecodable())?
-    } else {
-        entry.body_in(coding)
-    };
-    let body = body.map_err(|_| undecodable())?;
-    Ok(response.content_type("application/json").body(body))
+    response.content_type("application/json");
+    if coding == Coding::Identity && entry.body.len >= compression::LARGE_BODY {
+        // A large identity body is inflated as it is written, so that each such answer holds
+        // a chunk of it rather than all of it; `Content-Length` is the length kept.
+        let stream = compression::GunzipStream::new(entry.body.gzip.clone(), entry.body.len)
+            .map_err(|_| undecodable())?;
+        return Ok(response.body(actix_web::body::SizedStream::new(
+            entry.body.len as u64,
+            stream,
+        )));
+    }
+    let body = entry.body_in(coding).map_err(|_| undecodable())?;
+    Ok(response.body(body))
 }
 
 /// The answer depends on the caller's token and on the codings it accepts.

@@ -2,7 +2,9 @@
 //! A versioned, length-prefixed layout; anything that does not decode is ignored like an entry
 //! that does not open. Each kind of record has its own version: a report record is at version 2
 //! since it keeps the compressed bodies; a version 1 report (the identity body, as replicas
-//! before compression wrote it) still reads, so that a rolling update costs no Graph call.
+//! before compression wrote it) still reads, so that replicas of this version serve what older
+//! ones stored. Older replicas ignore version 2 records: during a rolling update they fetch
+//! once per key what the new ones wrote.
 
 use std::sync::Arc;
 

@@ -191,3 +191,67 @@ async fn a_replica_serves_the_compressed_entry_another_wrote() {
     assert_eq!(again.status, 304, "the writer's ETag is the reader's");
     assert_eq!(sim.download_calls(), 1, "the reader downloaded nothing");
 }
+
+#[actix_web::test]
+async fn a_large_identity_answer_is_inflated_as_it_is_written_with_its_length() {
+    let app = spawn_app().await;
+    // Enough users for a detail report of a few MiB, above the size inflated in one piece.
+    app.sim.set_entities(12_000);
+    let token = token_of("contoso");
+    let path = "/skype/activity-user-detail/D7";
+    let auth = format!("Bearer {token}");
+    let gzip = app
+        .get(
+            path,
+            &[("Authorization", &auth), ("Accept-Encoding", "gzip")],
+        )
+        .await;
+    assert_eq!(gzip.status, 200);
+    let identity = app.get(path, &[("Authorization", &auth)]).await;
+    assert_eq!(identity.status, 200);
+    assert_eq!(identity.header("content-encoding"), None);
+    assert!(
+        identity.body.len() > 1 << 20,
+        "{} bytes",
+        identity.body.len()
+    );
+    assert_eq!(
+        identity.header("content-length"),
+        Some(identity.body.len().to_string().as_str())
+    );
+    assert_eq!(identity.body, gzip.decoded(), "the same JSON in both");
+    let json: Value = serde_json::from_slice(&identity.body).unwrap();
+    assert_eq!(json["value"].as_array().unwrap().len(), 12_000);
+    // A HEAD says the same length, with no body.
+    let head = app
+        .http
+        .head(format!("{}{path}", app.address))
+        .insert_header(("Authorization", auth.as_str()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.headers()
+            .get("content-length")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        identity.body.len().to_string()
+    );
+}
+
+#[actix_web::test]
+async fn several_accept_encoding_lines_are_one_list() {
+    let app = spawn_app().await;
+    let token = token_of("contoso");
+    let answer = app
+        .http
+        .get(format!("{}/skype/activity-counts/D30", app.address))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .append_header(("Accept-Encoding", "identity;q=0.1"))
+        .append_header(("Accept-Encoding", "br"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.headers().get("content-encoding").unwrap(), "br");
+}
