@@ -6,8 +6,9 @@
 #  2. a real Prometheus server on loopback scraping the gateway, queried through its HTTP API
 #     until `up` is 1 and skype_gateway_http_requests_total has a sample;
 #  3. the chart's alerting rules (charts/skype-gateway/files/alerts.yaml): `promtool check
-#     rules`, `promtool test rules ci/metrics/alerts.test.yaml` (each alert fired and not), and
-#     loaded by that Prometheus;
+#     rules`, `promtool test rules ci/metrics/alerts.test.yaml` (each alert fired and not), the
+#     same tests against two broken copies of the rules (metrics misnamed, `for` dropped), which
+#     must fail, and the rules loaded by that Prometheus;
 #  4. ci/metrics/check_names.py: every metric (and enumerated label value) that the chart's
 #     dashboard and rules use is exported by this gateway or by a second `--demo --graph-auth
 #     app` one (app-only mode's series), and Prometheus accepts every dashboard query.
@@ -37,6 +38,20 @@ echo "== promtool check rules $alerts"
 promtool check rules "$alerts" || fail "promtool check rules $alerts"
 echo "== promtool test rules ci/metrics/alerts.test.yaml"
 promtool test rules ci/metrics/alerts.test.yaml || fail "the alerting rules' unit tests"
+
+# The unit tests must catch a broken rule: with the metrics misnamed no alert fires, and without
+# their `for` the alerts fire too early. Each broken copy must fail them.
+broken=$(mktemp -d)
+mkdir -p "$broken/ci/metrics" "$broken/charts/skype-gateway/files"
+cp ci/metrics/alerts.test.yaml "$broken/ci/metrics/"
+for mutation in 's/skype_gateway_/skype_gatewax_/g' '/^ *for: /d'; do
+  sed "$mutation" "$alerts" >"$broken/charts/skype-gateway/files/alerts.yaml"
+  if promtool test rules "$broken/ci/metrics/alerts.test.yaml" >/dev/null 2>&1; then
+    fail "the alerting rules' unit tests pass with a broken rule file (sed '$mutation')"
+  fi
+  echo "   broken rules (sed '$mutation') fail the unit tests, as they must"
+done
+rm -rf "$broken"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
