@@ -12,41 +12,10 @@ use skype_gateway::{
     report::{Period, Window, parse_report},
 };
 use std::{io::Write, time::Instant};
-const MONTH_DAYS: [u32; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-fn dates(days: u32) -> Vec<String> {
-    let (mut month, mut day) = (11usize, 25u32);
-    let mut out = Vec::new();
-    for _ in 0..days {
-        out.push(format!("2026-{month:02}-{day:02}"));
-        if day == 1 {
-            month -= 1;
-            day = MONTH_DAYS[month - 1];
-        } else {
-            day -= 1;
-        }
-    }
-    out
-}
-/// A count report as Graph writes it (BOM, CRLF, an empty cell now and then).
-fn graph_csv(period: Period) -> Vec<u8> {
-    let mut csv = String::from(
-        "\u{feff}Report Refresh Date,Report Period,Report Date,Organized,Peer-to-peer,Participated\r\n",
-    );
-    for (i, date) in dates(period.days()).iter().enumerate() {
-        let participated = if i % 5 == 4 {
-            String::new()
-        } else {
-            (i * 7 % 113).to_string()
-        };
-        csv.push_str(&format!(
-            "2026-11-25,{},{date},{},{},{participated}\r\n",
-            period.days(),
-            i * 3 % 41,
-            i * 13 % 997
-        ));
-    }
-    csv.into_bytes()
-}
+#[path = "../benches/support/graph_csv.rs"]
+mod graph_csv;
+use graph_csv::graph_csv;
+
 /// A user-detail report's JSON for `users` users.
 fn detail(users: usize) -> Vec<u8> {
     let spec = catalog::by_function("getTeamsUserActivityUserDetail").unwrap();

@@ -75,12 +75,12 @@ fn assert_invalid_token(answer: &Answer, what: &str) {
     );
 }
 
-/// The claims of a JWT, unverified.
-fn claims_of(token: &str) -> serde_json::Value {
+/// Part `index` of a JWT as JSON, unverified: 0 the header, 1 the claims.
+fn jwt_part(token: &str, index: usize) -> serde_json::Value {
     use base64::Engine as _;
-    let payload = token.split('.').nth(1).unwrap();
+    let part = token.split('.').nth(index).unwrap();
     let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
+        .decode(part)
         .unwrap();
     serde_json::from_slice(&json).unwrap()
 }
@@ -109,7 +109,7 @@ async fn a_caller_gets_its_tenants_report_and_graph_sees_only_the_gateways_token
         "the caller's token never reaches Graph"
     );
     let graph_token = sent.strip_prefix("Bearer ").unwrap();
-    let claims = claims_of(graph_token);
+    let claims = jwt_part(graph_token, 1);
     assert_eq!(claims["tid"], TENANT_A);
     assert_eq!(claims["appid"], CLIENT_ID);
     assert_eq!(claims["aud"], "https://graph.microsoft.com");
@@ -479,6 +479,7 @@ async fn a_federated_token_file_is_read_again_for_each_token_request() {
     let app = spawn_app_mode_with(&sim, move |c| {
         c.client_secret = None;
         c.client_assertion_file = Some(path.clone());
+        c.max_retry_wait = Duration::from_millis(300);
     })
     .await;
     let token = sim.mint_caller_token(&caller(TENANT_A));
@@ -487,9 +488,9 @@ async fn a_federated_token_file_is_read_again_for_each_token_request() {
     assert_eq!(refused.error_code(), "upstreamAuthFailed");
 
     // The file is rotated under the gateway: the next request after the failure's hold
-    // (--max-retry-wait, 2 s here) sends the new token.
+    // (--max-retry-wait, 300 ms here) sends the new token.
     write("system:serviceaccount:reports:skype-gateway");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(app.report("D7", &token).await.status, 200);
     let requests = sim.token_requests();
     assert_eq!(requests.len(), 2);
@@ -505,7 +506,7 @@ async fn a_federated_token_file_is_read_again_for_each_token_request() {
 #[actix_web::test]
 async fn the_graph_token_is_reused_until_five_minutes_before_it_expires() {
     let sim = Simulator::start().await.unwrap();
-    // Renewed 2 s after it is issued.
+    // Renewed 2 s after it is issued: the two calls before it have a second to spare.
     sim.set_app_token_lifetime(Duration::from_secs(302));
     let app = spawn_app_mode(&sim).await;
     let token = sim.mint_caller_token(&caller(TENANT_A));
@@ -613,8 +614,8 @@ async fn a_refused_credential_is_asked_again_only_after_a_while() {
 #[actix_web::test]
 async fn a_due_token_still_valid_serves_while_entra_id_fails() {
     let sim = Simulator::start().await.unwrap();
-    // Due for renewal 2 s after it is issued, valid 5 minutes more.
-    sim.set_app_token_lifetime(Duration::from_secs(302));
+    // Due for renewal 1 s after it is issued (the least whole second), valid 5 minutes more.
+    sim.set_app_token_lifetime(Duration::from_secs(301));
     sim.register_client_secret(CLIENT_ID, SECRET);
     let app = spawn_app_mode_with(&sim, move |c| {
         c.max_retries = 1;
@@ -622,7 +623,7 @@ async fn a_due_token_still_valid_serves_while_entra_id_fails() {
     .await;
     let token = sim.mint_caller_token(&caller(TENANT_A));
     assert_eq!(app.report("D7", &token).await.status, 200);
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
 
     sim.fail_token_endpoint(100, 503);
     assert_eq!(app.report("D30", &token).await.status, 200);
@@ -654,20 +655,10 @@ async fn the_last_good_key_set_is_kept_when_a_fetch_fails() {
     let mut known = caller(TENANT_A);
     known.signing = Signing::Previous;
     let known = sim.mint_caller_token(&known);
-    assert_eq!(&claims_of_header(&known)["kid"], before.as_str());
+    assert_eq!(&jwt_part(&known, 0)["kid"], before.as_str());
     assert_eq!(app.report("D7", &known).await.status, 200);
     let new_key = sim.mint_caller_token(&caller(TENANT_A));
     assert_invalid_token(&app.report("D7", &new_key).await, "a key not fetched");
-}
-
-/// The header of a JWT.
-fn claims_of_header(token: &str) -> serde_json::Value {
-    use base64::Engine as _;
-    let header = token.split('.').next().unwrap();
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header)
-        .unwrap();
-    serde_json::from_slice(&json).unwrap()
 }
 
 #[actix_web::test]
@@ -689,6 +680,7 @@ async fn entra_id_failing_is_retried_then_502_and_a_known_entry_is_served_stale(
     let app = spawn_app_mode_with(&sim, move |c| {
         c.fresh_ttl = Duration::from_millis(300);
         c.max_retries = 1;
+        c.max_retry_wait = Duration::from_millis(300);
     })
     .await;
 
@@ -702,8 +694,8 @@ async fn entra_id_failing_is_retried_then_502_and_a_known_entry_is_served_stale(
     assert_eq!(sim.report_calls(), 0);
 
     // One failure, then a token: the retry answers (once the last failure's hold, the
-    // --max-retry-wait of 2 s, is over).
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // --max-retry-wait of 300 ms, is over).
+    tokio::time::sleep(Duration::from_millis(400)).await;
     sim.fail_token_endpoint(1, 503);
     assert_eq!(app.report("D7", &token).await.status, 200);
     assert_eq!(sim.token_requests().len(), 4);
